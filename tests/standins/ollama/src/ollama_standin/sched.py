@@ -1,0 +1,186 @@
+"""Loaded models, keep-alive and GPU placement (server/sched.go, in outline).
+
+GPUs are discovered through `nvidia-smi` (the lab's hosts simulate their hardware with a
+stand-in nvidia-smi; real Ollama asks the CUDA driver). CUDA_VISIBLE_DEVICES filters them.
+A "loaded" model costs nothing here; its reported size is the blob size plus the KV cache its
+context would need, and it sits in VRAM when that fits.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import envconfig
+from .gojson import MAX_DURATION
+
+
+@dataclass
+class GPU:
+    index: int
+    uuid: str
+    name: str
+    total: int  # bytes
+    used: int
+
+
+def discover_gpus() -> list[GPU]:
+    binary = shutil.which("nvidia-smi")
+    if not binary:
+        return []
+    try:
+        proc = subprocess.run(
+            [binary, "--query-gpu=index,uuid,name,memory.total,memory.used", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if proc.returncode != 0:
+        return []
+    gpus = []
+    for line in proc.stdout.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 5:
+            continue
+        try:
+            gpus.append(GPU(int(parts[0]), parts[1], parts[2], int(float(parts[3])) << 20, int(float(parts[4])) << 20))
+        except ValueError:
+            continue
+    visible = envconfig.var("CUDA_VISIBLE_DEVICES")
+    if visible:
+        wanted = [v.strip() for v in visible.split(",")]
+        gpus = [g for g in gpus if str(g.index) in wanted or g.uuid in wanted]
+    return gpus
+
+
+def default_num_ctx(gpus: list[GPU]) -> int:
+    total = sum(max(g.total - envconfig.gpu_overhead(), 0) for g in gpus)
+    gib = 1 << 30
+    if total >= 47 * gib:
+        return 262144
+    if total >= 23 * gib:
+        return 32768
+    return 4096
+
+
+@dataclass
+class Runner:
+    name: str  # fully qualified
+    short: str
+    digest: str
+    details: dict[str, Any]
+    size: int
+    size_vram: int
+    context_length: int
+    session_ns: int
+    expires_at_ns: int = 0
+    refs: int = 0
+    loaded_at_ns: int = field(default_factory=time.time_ns)
+
+
+class Scheduler:
+    def __init__(self, gpus: list[GPU], log) -> None:  # noqa: ANN001
+        self.gpus = gpus
+        self.log = log
+        self.lock = threading.Condition()
+        self.runners: dict[str, Runner] = {}
+        self.pending = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._reap, name="sched-reaper", daemon=True)
+        self._thread.start()
+
+    def vram_free(self) -> int:
+        total = sum(max(g.total - g.used - envconfig.gpu_overhead(), 0) for g in self.gpus)
+        return total - sum(r.size_vram for r in self.runners.values())
+
+    def max_runners(self) -> int:
+        configured = envconfig.max_loaded_models()
+        if configured:
+            return configured
+        return 3 * max(len(self.gpus), 1)
+
+    def acquire(self, name: str, build: Any, session_ns: int | None) -> Runner:
+        """Get (loading if needed) the runner for `name`; build() returns a new Runner."""
+        with self.lock:
+            if self.pending >= envconfig.max_queue():
+                raise QueueFull()
+            self.pending += 1
+        try:
+            with self.lock:
+                runner = self.runners.get(name)
+                if runner is None:
+                    while len(self.runners) >= self.max_runners():
+                        idle = [r for r in self.runners.values() if r.refs == 0]
+                        if not idle:
+                            self.lock.wait(0.1)
+                            continue
+                        victim = min(idle, key=lambda r: r.expires_at_ns or r.loaded_at_ns)
+                        self._unload(victim)
+                    runner = build(self.vram_free())
+                    self.runners[name] = runner
+                runner.refs += 1
+                runner.session_ns = envconfig.keep_alive_ns() if session_ns is None else session_ns
+                return runner
+        finally:
+            with self.lock:
+                self.pending -= 1
+
+    def release(self, runner: Runner) -> None:
+        with self.lock:
+            runner.refs -= 1
+            if runner.refs <= 0:
+                runner.refs = 0
+                if runner.session_ns <= 0:
+                    self._unload(runner)
+                else:
+                    now = time.time_ns()
+                    runner.expires_at_ns = now + min(runner.session_ns, MAX_DURATION - now)
+            self.lock.notify_all()
+
+    def expire(self, name: str) -> None:
+        with self.lock:
+            runner = self.runners.get(name)
+            if runner is None:
+                return
+            if runner.refs == 0:
+                self._unload(runner)
+            else:
+                runner.session_ns = 0
+
+    def _unload(self, runner: Runner) -> None:
+        if self.runners.get(runner.name) is runner:
+            del self.runners[runner.name]
+            self.log("INFO", f'msg="unloaded model" model={runner.short}')
+
+    def loaded(self) -> list[Runner]:
+        with self.lock:
+            self._expire_due()
+            return list(self.runners.values())
+
+    def _expire_due(self) -> None:
+        now = time.time_ns()
+        for runner in list(self.runners.values()):
+            if runner.refs == 0 and runner.expires_at_ns and runner.expires_at_ns <= now:
+                self._unload(runner)
+
+    def _reap(self) -> None:
+        while not self._stop.wait(0.25):
+            with self.lock:
+                self._expire_due()
+
+    def unload_all(self) -> None:
+        self._stop.set()
+        with self.lock:
+            self.runners.clear()
+
+
+class QueueFull(Exception):
+    def __str__(self) -> str:
+        return "server busy, please try again.  maximum pending requests exceeded"
