@@ -1,0 +1,687 @@
+# Copyright (c) localllm.fleet contributors
+# Apache License 2.0 (see galaxy.yml)
+
+DOCUMENTATION = r"""
+name: gpu_tier
+short_description: Probe hosts' NVIDIA GPUs over SSH; give each the largest model it can serve
+version_added: 0.1.0
+author: localllm.fleet developers
+description:
+  - Reads a list of hosts (from this file, from another inventory source, or from the inventory
+    built so far), runs one probe command per host over SSH in parallel (paramiko, a bounded
+    pool, connect and command timeouts, host keys checked against known_hosts), and turns
+    what C(nvidia-smi), C(lspci), C(nproc) and C(/proc/meminfo) report into a tier of the
+    model ladder.
+  - "Sets per host: C(gpu_devices), C(gpu_count), C(gpu_memory_mib_total), C(gpu_nvswitch),
+    C(gpu_tier), C(gpu_tier_reason), C(gpu_tier_num_ctx), C(gpu_probe_status),
+    C(ollama_models), C(host_cpu_count), C(host_memory_mib)."
+  - "Groups: C(tier_<name>) per tier, C(gpu) (models on GPU, or GPUs waiting for a driver),
+    C(cpu) (models on CPU), C(gpu_driver_needed) (NVIDIA GPUs on PCI without a working
+    driver: no tier yet), C(gpu_unreachable) (not probed or not readable: no tier; the reason
+    is in C(gpu_tier_reason))."
+  - A host that could not be read never gets a tier. Probe output is untrusted data and is
+    never templated.
+  - Operators steer single hosts or groups with inventory variables C(gpu_tier_pin),
+    C(gpu_tier_models), C(gpu_tier_max_context) and C(gpu_tier_exclude_gpus), and the whole
+    fleet with O(policy). See docs/inventory.md and docs/tiers.md.
+  - The configuration file name must end in C(gpu_tier.yml) or C(gpu_tier.yaml).
+requirements:
+  - paramiko on the controller
+extends_documentation_fragment:
+  - constructed
+  - inventory_cache
+options:
+  plugin:
+    description: Marks this file as a source for this plugin.
+    required: true
+    type: str
+    choices: ['localllm.fleet.gpu_tier']
+  hosts:
+    description:
+      - Hosts to probe, when they are not in another inventory source.
+      - A list whose items are a host name or pattern (V(gpu[01:16].example.com),
+        V(db1:2222)) or a mapping with C(name), optional C(vars) and optional C(groups);
+        or a mapping of host name to its variables.
+      - Mutually exclusive with O(source).
+    type: raw
+  vars:
+    description: Variables given to every host listed in O(hosts) (a host's own vars win).
+    type: dict
+    default: {}
+  source:
+    description:
+      - Another inventory source (file or directory: YAML, INI, any enabled plugin), relative
+        to this file. Its hosts, groups and variables are added to the inventory and probed.
+      - When neither O(hosts) nor O(source) is given, the hosts already in the inventory are
+        probed (put this file after the other sources, like M(ansible.builtin.constructed)).
+    type: str
+  use_vars_plugins:
+    description:
+      - Read group_vars/ and host_vars/ next to the inventory sources (the vars plugins) when
+        working out each host's connection settings and overrides.
+    type: bool
+    default: true
+  known_hosts:
+    description:
+      - OpenSSH known_hosts files the host keys are checked against, relative to this file.
+        A host's C(-o UserKnownHostsFile=...) in C(ansible_ssh_common_args) and its
+        ssh_config C(UserKnownHostsFile) are read as well.
+    type: list
+    elements: str
+    default: ['~/.ssh/known_hosts']
+  host_key_checking:
+    description:
+      - V(strict) refuses a host whose key is not in known_hosts (it lands in
+        C(gpu_unreachable) with the key's fingerprint and how to add it).
+      - V(accept-new) trusts a key seen for the first time, appends it to the first
+        O(known_hosts) file and warns. A changed or C(@revoked) key is refused either way.
+    type: str
+    choices: ['strict', 'accept-new']
+    default: strict
+  ssh_config_file:
+    description: ssh_config(5) file for HostName, Port, User, IdentityFile, ProxyCommand, ProxyJump.
+    type: str
+    default: ~/.ssh/config
+  connect_timeout:
+    description: Seconds for each of TCP connect, SSH banner and authentication.
+    type: int
+    default: 10
+  command_timeout:
+    description: Seconds the probe command may run on a host, from start to exit status.
+    type: int
+    default: 30
+  pool_size:
+    description: SSH sessions at most at once.
+    type: int
+    default: 50
+  policy:
+    description:
+      - Changes to the tier policy. Keys C(catalog) (models merged into the built-in catalog),
+        C(tiers) (replaces the ladder, largest first), C(tier_models) (tier -> models, e.g.
+        C(medium: [qwq:32b])), C(gpu_overhead_mib), C(kv_cache_type) (f16, q8_0, q4_0),
+        C(num_parallel), C(min_compute_capability), C(cpu_tier), C(cpu_memory_reserve_mib).
+      - See docs/tiers.md for the defaults and the arithmetic.
+    type: dict
+    default: {}
+notes:
+  - Successful probes are cached per host (O(cache)); unreachable hosts are probed again on
+    every build. C(ansible-inventory --flush-cache) or C(meta: refresh_inventory) re-probes all.
+  - C(ansible_connection=local) hosts are probed with a local shell; other non-SSH connections
+    land in C(gpu_unreachable) unless their tier is pinned.
+seealso:
+  - name: Tier policy
+    description: docs/tiers.md in this collection
+    link: https://github.com/localllm/fleet/blob/main/docs/tiers.md
+"""
+
+EXAMPLES = r"""
+# inventories/prod/fleet.gpu_tier.yml: probe the hosts of hosts.yml (minimal)
+plugin: localllm.fleet.gpu_tier
+source: hosts.yml
+
+---
+# Hosts listed here, with a pinned tier for one group and keyed groups by GPU model
+plugin: localllm.fleet.gpu_tier
+hosts:
+  - gpu[01:04].example.com
+  - name: ws7.example.com
+    vars:
+      ansible_user: ops
+    groups: [research]
+vars:
+  ansible_user: fleet
+  ansible_ssh_private_key_file: ~/.ssh/fleet_ed25519
+known_hosts:
+  - ~/.ssh/known_hosts
+  - known_hosts.fleet
+pool_size: 100
+connect_timeout: 5
+policy:
+  tier_models:
+    medium: ["qwq:32b"]
+keyed_groups:
+  - key: gpu_devices | map(attribute='name') | first | default('none')
+    prefix: gpu_model
+compose:
+  ollama_context_length: gpu_tier_num_ctx
+cache: true
+cache_plugin: ansible.builtin.jsonfile
+cache_connection: ~/.cache/localllm-fleet/inventory
+strict: true
+
+---
+# In an inventory directory after other sources: probe every host already there
+plugin: localllm.fleet.gpu_tier
+host_key_checking: accept-new
+"""
+
+import difflib
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ansible import constants as C
+from ansible.errors import AnsibleError, AnsibleParserError
+from ansible.inventory.helpers import get_group_vars
+from ansible.module_utils.common.text.converters import to_native
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.vars import combine_vars
+
+from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_smi import (
+    PROBE_FORMAT_VERSION,
+    ProbeError,
+    clip,
+    parse_probe_output,
+)
+from ansible_collections.localllm.fleet.plugins.module_utils.tier_policy import (
+    OVERRIDE_VARS,
+    STATUS_UNREACHABLE,
+    HostPlan,
+    Overrides,
+    Policy,
+    PolicyError,
+    classify,
+    overrides_from_vars,
+    policy_from_config,
+    unreachable_plan,
+)
+from ansible_collections.localllm.fleet.plugins.plugin_utils.ssh_probe import (
+    HOST_KEY_POLICIES,
+    Outcome,
+    ProbeSettings,
+    Target,
+    TargetError,
+    probe_many,
+    target_from_vars,
+)
+
+try:  # ansible-core >= 2.19 never templates untagged strings; wrap_var still untags explicitly
+    from ansible.utils.unsafe_proxy import wrap_var as _untrusted
+except ImportError:  # pragma: no cover - a future core without the compatibility shim
+
+    def _untrusted(value: Any) -> Any:
+        return value
+
+
+#: Variables the plugin templates per host to reach it and to read its overrides.
+CONNECTION_VARS = (
+    "ansible_connection",
+    "ansible_host",
+    "ansible_ssh_host",
+    "ansible_port",
+    "ansible_ssh_port",
+    "ansible_user",
+    "ansible_ssh_user",
+    "ansible_ssh_private_key_file",
+    "ansible_private_key_file",
+    "ansible_password",
+    "ansible_ssh_pass",
+    "ansible_ssh_common_args",
+    "ansible_ssh_extra_args",
+)
+BASE_GROUPS = ("gpu", "cpu", "gpu_driver_needed", "gpu_unreachable")
+CACHE_FORMAT = 1
+
+# Config files being parsed (a `source` that leads back to its own file would never end).
+_ACTIVE_PATHS: set[str] = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+class _Host:
+    """One host to classify: its inventory name, the vars to template with, the results."""
+
+    def __init__(self, name: str, variables: Mapping[str, Any]) -> None:
+        self.name = name
+        self.variables = variables
+        self.connection: dict[str, Any] = {}
+        self.overrides = Overrides()
+        self.signature = ""
+        self.target: Target | None = None
+        self.error: str | None = None
+
+
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
+    """Probe hosts' GPUs and assign tiers (see DOCUMENTATION)."""
+
+    NAME = "localllm.fleet.gpu_tier"
+
+    #: Replaced in tests by a fake with the same signature as ssh_probe.probe_many.
+    prober = staticmethod(probe_many)
+
+    def verify_file(self, path: str) -> bool:
+        if not super().verify_file(path):
+            return False
+        return path.endswith(("gpu_tier.yml", "gpu_tier.yaml"))
+
+    # ------------------------------------------------------------------ parse
+
+    def parse(self, inventory: Any, loader: Any, path: str, cache: bool = True) -> None:
+        super().parse(inventory, loader, path, cache)
+        real = os.path.realpath(path)
+        with _ACTIVE_LOCK:
+            if real in _ACTIVE_PATHS:
+                raise AnsibleParserError(
+                    f"{path}: its `source` leads back to this gpu_tier file; point source at "
+                    "the inventory with the hosts (e.g. hosts.yml), not at a directory holding "
+                    "this file"
+                )
+            _ACTIVE_PATHS.add(real)
+        try:
+            self._parse(path, cache)
+        finally:
+            with _ACTIVE_LOCK:
+                _ACTIVE_PATHS.discard(real)
+
+    def _parse(self, path: str, cache: bool) -> None:
+        config = self._load_config(path)
+        base_dir = os.path.dirname(os.path.abspath(path))
+        settings = self._settings(path, base_dir)
+        policy = self._policy(path)
+        strict = self.get_option("strict")
+
+        if config.get("hosts") is not None and self.get_option("source"):
+            raise AnsibleParserError(
+                f"{path}: options `hosts` and `source` are mutually exclusive; keep one"
+            )
+        if config.get("hosts") is not None:
+            hosts = self._hosts_from_option(path, config["hosts"])
+        elif self.get_option("source"):
+            hosts = self._hosts_from_source(path, base_dir)
+        else:
+            hosts = self._hosts_from_inventory(path)
+
+        for host in hosts:
+            self._resolve(host, policy)
+        records = self._probe_results(path, hosts, settings, cache)
+        self._apply(path, hosts, records, policy, strict)
+
+    # ------------------------------------------------------------------ configuration
+
+    def _load_config(self, path: str) -> dict[str, Any]:
+        try:
+            config = self._read_config_data(path)
+        except AnsibleParserError:
+            raise
+        except AnsibleError as error:
+            raise AnsibleParserError(
+                f"{path}: invalid option value: {to_native(error)}; fix the value "
+                "(see `ansible-doc -t inventory localllm.fleet.gpu_tier`)"
+            ) from error
+        known = set(self._options) | {"plugin"}
+        for key in config:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), sorted(known), n=1)
+                hint = (
+                    f"did you mean `{close[0]}`?"
+                    if close
+                    else "see `ansible-doc -t inventory localllm.fleet.gpu_tier`"
+                )
+                raise AnsibleParserError(f"{path}: unknown option `{key}`; {hint}")
+        return dict(config)
+
+    def _settings(self, path: str, base_dir: str) -> ProbeSettings:
+        def positive(option: str, maximum: int) -> int:
+            value = self.get_option(option)
+            if not 1 <= value <= maximum:
+                raise AnsibleParserError(
+                    f"{path}: option `{option}` must be between 1 and {maximum}, got {value}"
+                )
+            return value
+
+        mode = self.get_option("host_key_checking")
+        if mode not in HOST_KEY_POLICIES:  # choices are checked by Ansible; keep the message ours
+            raise AnsibleParserError(
+                f"{path}: option `host_key_checking` must be one of {', '.join(HOST_KEY_POLICIES)}"
+            )
+        known = tuple(
+            os.path.normpath(os.path.join(base_dir, os.path.expanduser(str(p))))
+            for p in self.get_option("known_hosts") or []
+        )
+        return ProbeSettings(
+            known_hosts=known,
+            host_key_checking=mode,
+            connect_timeout=float(positive("connect_timeout", 600)),
+            command_timeout=float(positive("command_timeout", 3600)),
+            pool_size=positive("pool_size", 1000),
+        )
+
+    def _policy(self, path: str) -> Policy:
+        try:
+            return policy_from_config(self.get_option("policy"))
+        except PolicyError as error:
+            raise AnsibleParserError(
+                f"{path}: option {error.option}: {error.message} (see docs/tiers.md)"
+            ) from error
+
+    # ------------------------------------------------------------------ hosts
+
+    def _vars_plugins_vars(self, sources: Sequence[str], entities: Sequence[Any]) -> dict[str, Any]:
+        if not self.get_option("use_vars_plugins"):
+            return {}
+        from ansible.vars.plugins import get_vars_from_inventory_sources  # noqa: PLC0415
+
+        return get_vars_from_inventory_sources(self.loader, list(sources), list(entities), "all")
+
+    def _host_variables(self, host: Any, sources: Sequence[str]) -> dict[str, Any]:
+        variables = combine_vars(get_group_vars(host.get_groups()), host.get_vars())
+        extra = self._vars_plugins_vars(sources, [*host.get_groups(), host])
+        if extra:
+            variables = combine_vars(variables, extra)
+        return combine_vars(variables, self._vars or {})
+
+    def _hosts_from_option(self, path: str, raw: Any) -> list[_Host]:
+        defaults = self.get_option("vars") or {}
+        entries: list[tuple[str, Mapping[str, Any], Sequence[str]]] = []
+        if isinstance(raw, Mapping):
+            for name, host_vars in raw.items():
+                if host_vars is not None and not isinstance(host_vars, Mapping):
+                    raise AnsibleParserError(
+                        f"{path}: option `hosts`: the value of {name!r} must be a mapping of "
+                        "variables (or empty)"
+                    )
+                entries.append((str(name), host_vars or {}, ()))
+        elif isinstance(raw, list):
+            for position, item in enumerate(raw):
+                if isinstance(item, str):
+                    entries.append((item, {}, ()))
+                elif isinstance(item, Mapping) and isinstance(item.get("name"), str):
+                    unknown = set(item) - {"name", "vars", "groups"}
+                    groups = item.get("groups") or []
+                    if isinstance(groups, str):
+                        groups = [groups]
+                    if unknown or not isinstance(item.get("vars") or {}, Mapping):
+                        raise AnsibleParserError(
+                            f"{path}: option `hosts[{position}]`: use keys name, vars (a "
+                            f"mapping) and groups (a list); got {sorted(item)}"
+                        )
+                    entries.append((item["name"], item.get("vars") or {}, groups))
+                else:
+                    raise AnsibleParserError(
+                        f"{path}: option `hosts[{position}]` must be a host name or a mapping "
+                        f"with `name`, got {item!r}"
+                    )
+        else:
+            raise AnsibleParserError(
+                f"{path}: option `hosts` must be a list of host names/mappings or a mapping of "
+                "host name to variables"
+            )
+        if not entries:
+            raise AnsibleParserError(f"{path}: option `hosts` is empty; list at least one host")
+
+        names: list[str] = []
+        for pattern, host_vars, groups in entries:
+            expanded, port = self._expand_hostpattern(pattern)
+            for name in expanded:
+                self.inventory.add_host(name, port=port)
+                for key, value in combine_vars(defaults, host_vars).items():
+                    self.inventory.set_variable(name, key, value)
+                for group_name in groups:
+                    group = self.inventory.add_group(str(group_name))
+                    self.inventory.add_child(group, name)
+                names.append(name)
+        sources = [path]
+        return [
+            _Host(name, self._host_variables(self.inventory.get_host(name), sources))
+            for name in dict.fromkeys(names)
+        ]
+
+    def _hosts_from_source(self, path: str, base_dir: str) -> list[_Host]:
+        from ansible.inventory.manager import InventoryManager  # noqa: PLC0415
+
+        source = os.path.normpath(
+            os.path.join(base_dir, os.path.expanduser(str(self.get_option("source"))))
+        )
+        if not os.path.exists(source):
+            raise AnsibleParserError(
+                f"{path}: option `source`: {source} does not exist (paths are relative to "
+                "this file)"
+            )
+        if os.path.isfile(source) and self.verify_file(source):
+            raise AnsibleParserError(
+                f"{path}: option `source` names another gpu_tier file ({source}); point it at "
+                "the inventory that lists the hosts"
+            )
+        try:
+            manager = InventoryManager(loader=self.loader, sources=[source])
+        except AnsibleError as error:
+            raise AnsibleParserError(
+                f"{path}: option `source`: {source} could not be parsed: {to_native(error)}"
+            ) from error
+        if not manager.hosts:
+            raise AnsibleParserError(
+                f"{path}: option `source`: {source} has no hosts (is it an inventory file an "
+                "enabled inventory plugin reads?)"
+            )
+        for group in manager.groups.values():
+            self.inventory.add_group(group.name)
+            for key, value in group.get_vars().items():
+                self.inventory.set_variable(group.name, key, value)
+        for group in manager.groups.values():
+            for child in group.child_groups:
+                self.inventory.add_child(group.name, child.name)
+        hosts = []
+        for host in manager.hosts.values():
+            self.inventory.add_host(host.name)
+            # The source's own inventory_dir/inventory_file: templates in its vars (key
+            # paths like "{{ inventory_dir }}/...") must resolve as they do in the source.
+            for key, value in host.get_vars().items():
+                self.inventory.set_variable(host.name, key, value)
+            for group in host.get_groups():
+                if group.name != "all":
+                    self.inventory.add_child(group.name, host.name)
+            hosts.append(_Host(host.name, self._host_variables(host, [source])))
+        return hosts
+
+    def _hosts_from_inventory(self, path: str) -> list[_Host]:
+        if not self.inventory.hosts:
+            raise AnsibleParserError(
+                f"{path}: no hosts to probe: give `hosts` or `source`, or list this file after "
+                "the inventory sources that define the hosts"
+            )
+        try:
+            sources = list(self.inventory.processed_sources)
+        except AttributeError:
+            sources = []
+        return [
+            _Host(name, self._host_variables(host, sources))
+            for name, host in self.inventory.hosts.items()
+        ]
+
+    # ------------------------------------------------------------------ per-host settings
+
+    def _template(self, variables: Mapping[str, Any], value: Any) -> Any:
+        self.templar.available_variables = variables
+        return self.templar.template(value)
+
+    def _resolve(self, host: _Host, policy: Policy) -> None:
+        """Template the host's connection vars and overrides; errors become host errors,
+        except malformed overrides, which are configuration errors."""
+        for key in (*CONNECTION_VARS, *OVERRIDE_VARS.values()):
+            if key in host.variables:
+                try:
+                    value = self._template(host.variables, host.variables[key])
+                except Exception as error:  # undefined variables, bad filters, vault errors
+                    if key in OVERRIDE_VARS.values():
+                        raise AnsibleParserError(
+                            f"host {host.name}: cannot template {key}: {to_native(error)}"
+                        ) from error
+                    host.error = f"cannot template {key}: {to_native(error)}"
+                    return
+                host.connection[key] = value
+        try:
+            host.overrides = overrides_from_vars(host.connection, policy)
+        except PolicyError as error:
+            raise AnsibleParserError(
+                f"host {host.name}: {error.option}: {error.message} (set at host or group level)"
+            ) from error
+        c = host.connection
+        connection = str(c.get("ansible_connection") or "ssh").split(".")[-1]
+        if connection == "local":
+            host.signature = "local"
+        else:
+            address = c.get("ansible_host") or c.get("ansible_ssh_host") or host.name
+            port = c.get("ansible_port") or c.get("ansible_ssh_port") or ""
+            user = c.get("ansible_user") or c.get("ansible_ssh_user") or ""
+            host.signature = f"{connection}:{user}@{address}:{port}"
+
+    def _target(self, host: _Host) -> Target | None:
+        try:
+            return target_from_vars(
+                host.name,
+                host.connection,
+                self.get_option("ssh_config_file"),
+                default_user=getattr(C, "DEFAULT_REMOTE_USER", None),
+                default_key_file=getattr(C, "DEFAULT_PRIVATE_KEY_FILE", None),
+            )
+        except TargetError as error:
+            host.error = str(error)
+            return None
+
+    # ------------------------------------------------------------------ probing and cache
+
+    def _probe_results(
+        self, path: str, hosts: list[_Host], settings: ProbeSettings, cache: bool
+    ) -> dict[str, dict[str, Any]]:
+        """Probe records per host name: cached ones when valid, fresh ones otherwise."""
+        cache_key = self.get_cache_key(path)
+        user_cache_setting = self.get_option("cache")
+        attempt_to_read_cache = user_cache_setting and cache
+        cached: dict[str, Any] = {}
+        if attempt_to_read_cache:
+            try:
+                data = self._cache[cache_key]
+                if isinstance(data, Mapping) and data.get("format") == CACHE_FORMAT:
+                    cached = dict(data.get("hosts") or {})
+            except KeyError:
+                pass
+
+        records: dict[str, dict[str, Any]] = {}
+        to_probe: list[Target] = []
+        for host in hosts:
+            if host.error:
+                continue
+            record = cached.get(host.name)
+            if (
+                isinstance(record, Mapping)
+                and record.get("signature") == host.signature
+                and record.get("probe_format") == PROBE_FORMAT_VERSION
+            ):
+                records[host.name] = dict(record)
+                continue
+            target = self._target(host)
+            if target is not None:
+                to_probe.append(target)
+
+        warnings: list[str] = []
+        fresh: dict[str, Outcome] = (
+            self.prober(to_probe, settings, warnings.append) if to_probe else {}
+        )
+        for message in warnings:
+            self.display.warning(message)
+        changed = False
+        for name, outcome in fresh.items():
+            record = {
+                "signature": next(h.signature for h in hosts if h.name == name),
+                "probe_format": PROBE_FORMAT_VERSION,
+                "output": outcome.output,
+                "error": outcome.error,
+                "exit_status": outcome.exit_status,
+                "stderr": outcome.stderr,
+                "seconds": round(outcome.seconds, 3),
+            }
+            records[name] = record
+            if outcome.output is not None and outcome.error is None:
+                try:
+                    parse_probe_output(outcome.output)
+                except ProbeError:
+                    continue
+                cached[name] = record
+                changed = True
+
+        if user_cache_setting and (changed or not attempt_to_read_cache):
+            self._cache[cache_key] = {"format": CACHE_FORMAT, "hosts": cached}
+        return records
+
+    # ------------------------------------------------------------------ results
+
+    def _plan(self, host: _Host, record: Mapping[str, Any] | None, policy: Policy) -> HostPlan:
+        if host.error:
+            return self._unread(host, f"cannot probe: {host.error}", policy)
+        if record is None:
+            return self._unread(host, "not probed (no connection settings)", policy)
+        if record.get("error"):
+            return self._unread(host, f"probe failed: {record['error']}", policy)
+        try:
+            report = parse_probe_output(record.get("output") or "")
+        except ProbeError as error:
+            detail = ""
+            if record.get("exit_status") not in (0, None):
+                stderr = clip(record.get("stderr") or "", 120)
+                detail = f" (exit status {record['exit_status']}, stderr {stderr})"
+            return self._unread(host, f"probe output unreadable: {error}{detail}", policy)
+        return classify(report, policy, host.overrides)
+
+    @staticmethod
+    def _unread(host: _Host, reason: str, policy: Policy) -> HostPlan:
+        """A host we could not read: no tier, unless the operator pinned one."""
+        return unreachable_plan(reason, policy, host.overrides)
+
+    def _apply(
+        self,
+        path: str,
+        hosts: list[_Host],
+        records: Mapping[str, Mapping[str, Any]],
+        policy: Policy,
+        strict: bool,
+    ) -> None:
+        for group in (*BASE_GROUPS, *(f"tier_{t.name}" for t in policy.tiers)):
+            self.inventory.add_group(group)
+        unreachable: list[str] = []
+        for host in hosts:
+            plan = self._plan(host, records.get(host.name), policy)
+            for key, value in plan.to_vars().items():
+                self.inventory.set_variable(host.name, key, _untrusted(value))
+            for group in plan.groups:
+                self.inventory.add_child(group, host.name)
+            for warning in plan.warnings:
+                self.display.warning(f"gpu_tier: {host.name}: {warning}")
+            if plan.status == STATUS_UNREACHABLE:
+                unreachable.append(f"{host.name}: {plan.reason}")
+
+        if unreachable:
+            if strict:
+                raise AnsibleParserError(
+                    f"{path}: {len(unreachable)} of {len(hosts)} host(s) could not be read "
+                    "(strict: true):\n  " + "\n  ".join(unreachable)
+                )
+            for line in unreachable:
+                self.display.warning(f"gpu_tier: gpu_unreachable: {line}")
+
+        for host in hosts:
+            self._construct(host.name, strict)
+
+    def _construct(self, name: str, strict: bool) -> None:
+        inventory_host = self.inventory.get_host(name)
+        variables = combine_vars(
+            get_group_vars(inventory_host.get_groups()), inventory_host.get_vars()
+        )
+        try:
+            self._set_composite_vars(self.get_option("compose"), variables, name, strict=strict)
+            variables = combine_vars(
+                get_group_vars(inventory_host.get_groups()), inventory_host.get_vars()
+            )
+            self._add_host_to_composed_groups(
+                self.get_option("groups"), variables, name, strict=strict, fetch_hostvars=False
+            )
+            self._add_host_to_keyed_groups(
+                self.get_option("keyed_groups"),
+                variables,
+                name,
+                strict=strict,
+                fetch_hostvars=False,
+            )
+        except AnsibleParserError:
+            raise
+        except AnsibleError as error:
+            raise AnsibleParserError(f"host {name}: {to_native(error)}") from error
