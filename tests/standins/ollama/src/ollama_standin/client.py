@@ -71,6 +71,14 @@ class Client:
             else:
                 conn.request(method, path, body=body, headers=headers, encode_chunked=True)
             return conn, conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            # the server answered before reading the whole body (as net/http may): use it
+            try:
+                return conn, conn.getresponse()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                op = method[:1] + method[1:].lower()
+                raise ClientError(f'{op} "{full}": {registry._go_net_error(exc, self.url.host, int(self.url.port))}') from exc
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             op = method[:1] + method[1:].lower()

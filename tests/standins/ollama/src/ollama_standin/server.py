@@ -465,7 +465,13 @@ class Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(Exception):
                 self.send_error_json(500, str(exc))
         if not self._body_consumed and self.command not in ("GET", "HEAD", "OPTIONS"):
-            self.close_connection = True
+            # like net/http: discard a small unread body to keep the connection, else close it
+            length = self.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) <= 256 << 10:
+                with contextlib.suppress(OSError):
+                    self.rfile.read(int(length))
+            else:
+                self.close_connection = True
 
     def _route(self) -> None:
         if version.BROKEN == "http500":
@@ -612,6 +618,9 @@ class Handler(BaseHTTPRequestHandler):
         except store.InvalidDigest as exc:
             raise HTTPError(400, str(exc)) from exc
         if os.path.exists(path):
+            with contextlib.suppress(EOFError, OSError):
+                for _chunk in self._iter_body():  # let the client finish sending
+                    pass
             self.send_bytes(200, b"", None)
             return
         blobs = os.path.dirname(path)

@@ -341,7 +341,7 @@ def remove_unused_layers(digests: Iterable[str]) -> None:
     """Delete blobs of these digests that no remaining manifest references."""
     with LOCK:
         in_use: set[str] = set()
-        for manifest in list_manifests():
+        for manifest in list_manifests().values():
             in_use.update(manifest.all_digests())
         for digest in digests:
             if not digest or digest in in_use:
@@ -385,7 +385,7 @@ def prune_layers(log) -> None:  # noqa: ANN001 - a logging callable
         candidates.add(digest)
     log("INFO", f'msg="total blobs: {len(candidates)}"')
     in_use: set[str] = set()
-    for manifest in list_manifests():
+    for manifest in list_manifests().values():
         in_use.update(manifest.all_digests())
     removed = 0
     for digest in sorted(candidates - in_use):

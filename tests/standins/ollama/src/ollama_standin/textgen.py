@@ -55,20 +55,15 @@ def _split_tokens(text: str) -> list[str]:
 
 
 def _sentences(rng: random.Random, count: int) -> str:
-    words: list[str] = []
-    sentence: list[str] = []
-    target = rng.randint(6, 14)
-    while len(words) + len(sentence) < count:
-        sentence.append(rng.choice(_WORDS))
-        if len(sentence) >= target:
-            sentence[0] = sentence[0].capitalize()
-            words.append(" ".join(sentence) + ".")
-            sentence = []
-            target = rng.randint(6, 14)
-    if sentence:
-        sentence[0] = sentence[0].capitalize()
-        words.append(" ".join(sentence) + ".")
-    return " ".join(words)
+    sentences: list[str] = []
+    written = 0
+    while written < count:
+        length = min(rng.randint(6, 14), max(count - written, 3))
+        words = [rng.choice(_WORDS) for _ in range(length)]
+        words[0] = words[0].capitalize()
+        sentences.append(" ".join(words) + ".")
+        written += length
+    return " ".join(sentences)
 
 
 @dataclass
