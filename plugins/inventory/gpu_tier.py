@@ -50,8 +50,8 @@ options:
     default: {}
   source:
     description:
-      - Another inventory source (file or directory: YAML, INI, any enabled plugin), relative
-        to this file. Its hosts, groups and variables are added to the inventory and probed.
+      - Another inventory source (a file or directory in YAML, INI or any enabled plugin's
+        format), relative to this file. Its hosts, groups and variables are added to the inventory and probed.
       - When neither O(hosts) nor O(source) is given, the hosts already in the inventory are
         probed (put this file after the other sources, like M(ansible.builtin.constructed)).
     type: str
@@ -96,16 +96,17 @@ options:
     default: 50
   policy:
     description:
-      - Changes to the tier policy. Keys C(catalog) (models merged into the built-in catalog),
-        C(tiers) (replaces the ladder, largest first), C(tier_models) (tier -> models, e.g.
-        C(medium: [qwq:32b])), C(gpu_overhead_mib), C(kv_cache_type) (f16, q8_0, q4_0),
-        C(num_parallel), C(min_compute_capability), C(cpu_tier), C(cpu_memory_reserve_mib).
+      - "Changes to the tier policy. Keys C(catalog) (models merged into the built-in catalog),
+        C(tiers) (replaces the ladder, largest first), C(tier_models) (tier to models, for
+        example C({medium: [qwq:32b]})), C(gpu_overhead_mib), C(kv_cache_type) (f16, q8_0,
+        q4_0), C(num_parallel), C(min_compute_capability), C(cpu_tier),
+        C(cpu_memory_reserve_mib)."
       - See docs/tiers.md for the defaults and the arithmetic.
     type: dict
     default: {}
 notes:
-  - Successful probes are cached per host (O(cache)); unreachable hosts are probed again on
-    every build. C(ansible-inventory --flush-cache) or C(meta: refresh_inventory) re-probes all.
+  - "Successful probes are cached per host (O(cache)); unreachable hosts are probed again on
+    every build. C(ansible-inventory --flush-cache) or C(meta: refresh_inventory) re-probes all."
   - C(ansible_connection=local) hosts are probed with a local shell; other non-SSH connections
     land in C(gpu_unreachable) unless their tier is pinned.
 seealso:

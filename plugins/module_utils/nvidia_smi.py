@@ -396,9 +396,10 @@ def parse_query(text: str, rc: int = 0, fields: tuple[str, ...] | None = None) -
     for line in lines:
         handle = _HANDLE_ERROR.search(line)
         if handle:
-            lost.append(handle.group(1).rstrip(":").lower())
+            bus = handle.group(1).rstrip(":")
+            lost.append(bus.lower())
             problems.append(
-                f"GPU {handle.group(1)} is not accessible ({clip(line, 120)}); check "
+                f"GPU {bus} is not accessible ({clip(line, 120)}); check "
                 "`nvidia-smi -q` and the kernel log for Xid errors, or exclude it with "
                 "gpu_tier_exclude_gpus"
             )
