@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "standins" / "ollama"))
 
-from standin_testing import Ollama, registry, serving  # noqa: E402
+from standin_testing import Ollama, registry, serving
 
 pytest_plugins = ["standin_fixtures"]
 
@@ -44,13 +44,18 @@ def create(server: Ollama, name: str, gguf: Path, extra: str = "") -> None:
 
 
 def manifest_digest(server: Ollama, name: str) -> str:
-    status, tags = server.request("GET", "/api/tags")[0], json.loads(server.request("GET", "/api/tags")[2])
+    status, tags = (
+        server.request("GET", "/api/tags")[0],
+        json.loads(server.request("GET", "/api/tags")[2]),
+    )
     assert status == 200
     return next(m["digest"] for m in tags["models"] if m["name"] == name)
 
 
 def store_files(server: Ollama) -> list[str]:
-    return sorted(str(p.relative_to(server.models)) for p in server.models.rglob("*") if p.is_file())
+    return sorted(
+        str(p.relative_to(server.models)) for p in server.models.rglob("*") if p.is_file()
+    )
 
 
 # ------------------------------------------------------------------------- basics
@@ -82,7 +87,10 @@ def test_foreign_host_header_is_refused_on_loopback(server: Ollama) -> None:
         (b"", "missing request body"),
         (b"{bad", "invalid character 'b' looking for beginning of object key string"),
         (b'{"model":', "unexpected EOF"),
-        (b'{"model": 1}', "json: cannot unmarshal number into Go struct field ShowRequest.model of type string"),
+        (
+            b'{"model": 1}',
+            "json: cannot unmarshal number into Go struct field ShowRequest.model of type string",
+        ),
         (b"[]", "json: cannot unmarshal array into Go value of type api.ShowRequest"),
     ],
 )
@@ -93,13 +101,25 @@ def test_malformed_json_gets_gos_decoder_errors(server: Ollama, body: bytes, mes
 
 
 def test_unknown_model_errors(server: Ollama) -> None:
-    assert server.post("/api/show", {"model": "nope"}) == (404, {"error": "model 'nope:latest' not found"})
-    assert server.post("/api/chat", {"model": "nope", "messages": []}) == (404, {"error": "model 'nope' not found"})
-    assert server.post("/api/generate", {"model": "nope"}) == (404, {"error": "model 'nope' not found"})
+    assert server.post("/api/show", {"model": "nope"}) == (
+        404,
+        {"error": "model 'nope:latest' not found"},
+    )
+    assert server.post("/api/chat", {"model": "nope", "messages": []}) == (
+        404,
+        {"error": "model 'nope' not found"},
+    )
+    assert server.post("/api/generate", {"model": "nope"}) == (
+        404,
+        {"error": "model 'nope' not found"},
+    )
     status, _h, payload = server.request("DELETE", "/api/delete", {"model": "nope"})
     assert (status, json.loads(payload)) == (404, {"error": "model 'nope' not found"})
     assert server.post("/api/show", {}) == (400, {"error": "model is required"})
-    assert server.post("/api/chat", {"model": "bad name!", "messages": []}) == (400, {"error": "invalid model name"})
+    assert server.post("/api/chat", {"model": "bad name!", "messages": []}) == (
+        400,
+        {"error": "invalid model name"},
+    )
 
 
 # -------------------------------------------------------------------------- blobs
@@ -130,7 +150,8 @@ def test_cut_off_upload_leaves_no_blob(server: Ollama) -> None:
     host, port = server.host.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(
-            f"POST /api/blobs/{sha(data)} HTTP/1.1\r\nHost: {server.host}\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            f"POST /api/blobs/{sha(data)} HTTP/1.1\r\nHost: {server.host}\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n".encode()
             + data[:1000]
         )
         sock.shutdown(socket.SHUT_WR)
@@ -146,10 +167,15 @@ def test_chunked_upload_is_accepted(server: Ollama) -> None:
     data = b"x" * 70000
     host, port = server.host.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        body = b"".join(f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in (data[:30000], data[30000:])) + b"0\r\n\r\n"
+        body = (
+            b"".join(f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in (data[:30000], data[30000:]))
+            + b"0\r\n\r\n"
+        )
         sock.sendall(
-            f"POST /api/blobs/{sha(data)} HTTP/1.1\r\nHost: {server.host}\r\nTransfer-Encoding: chunked\r\n"
-            "Connection: close\r\n\r\n".encode() + body
+            f"POST /api/blobs/{sha(data)} HTTP/1.1\r\nHost: {server.host}\r\n"
+            "Transfer-Encoding: chunked\r\n"
+            "Connection: close\r\n\r\n".encode()
+            + body
         )
         reply = sock.recv(65536)
     assert reply.startswith(b"HTTP/1.1 201")
@@ -160,7 +186,9 @@ def test_chunked_upload_is_accepted(server: Ollama) -> None:
 
 def test_create_list_show_chat_rm_scenario(server: Ollama, tiny_gguf: Path) -> None:
     modelfile = write_modelfile(
-        tiny_gguf.parent, 'FROM ./tiny.gguf\nPARAMETER temperature 0.6\nPARAMETER num_ctx 8192\nSYSTEM """Be brief."""\n'
+        tiny_gguf.parent,
+        "FROM ./tiny.gguf\nPARAMETER temperature 0.6\nPARAMETER num_ctx 8192\n"
+        'SYSTEM """Be brief."""\n',
     )
     result = server.run("create", "m", "-f", str(modelfile))
     assert result.code == 0, result.stderr
@@ -199,15 +227,26 @@ def test_create_list_show_chat_rm_scenario(server: Ollama, tiny_gguf: Path) -> N
         "PARAMETER temperature 0.6\n\n"
     )
 
-    status, content_type, lines = server.ndjson("/api/chat", {"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    status, content_type, lines = server.ndjson(
+        "/api/chat", {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    )
     assert status == 200
     assert content_type == "application/x-ndjson"
     assert len(lines) > 2
-    assert all(line["done"] is False and line["message"]["role"] == "assistant" for line in lines[:-1])
+    assert all(
+        line["done"] is False and line["message"]["role"] == "assistant" for line in lines[:-1]
+    )
     final = lines[-1]
     assert final["done"] is True and final["done_reason"] == "stop"
     assert final["message"] == {"role": "assistant", "content": ""}
-    for key in ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration"):
+    for key in (
+        "total_duration",
+        "load_duration",
+        "prompt_eval_count",
+        "prompt_eval_duration",
+        "eval_count",
+        "eval_duration",
+    ):
         assert isinstance(final[key], int) and final[key] > 0
     assert final["eval_count"] == len(lines) - 1
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$", final["created_at"])
@@ -220,7 +259,9 @@ def test_create_list_show_chat_rm_scenario(server: Ollama, tiny_gguf: Path) -> N
     assert (again.code, again.clean_stderr.splitlines()[-1]) == (1, "Error: model 'm' not found")
 
 
-def test_same_inputs_same_digest_and_a_parameter_changes_it(server: Ollama, tiny_gguf: Path) -> None:
+def test_same_inputs_same_digest_and_a_parameter_changes_it(
+    server: Ollama, tiny_gguf: Path
+) -> None:
     create(server, "a", tiny_gguf, "PARAMETER temperature 0.6\n")
     first = manifest_digest(server, "a:latest")
     create(server, "a", tiny_gguf, "PARAMETER temperature 0.6\n")
@@ -229,11 +270,19 @@ def test_same_inputs_same_digest_and_a_parameter_changes_it(server: Ollama, tiny
     assert manifest_digest(server, "b:latest") == first
     create(server, "a", tiny_gguf, "PARAMETER temperature 0.7\n")
     assert manifest_digest(server, "a:latest") != first
-    assert sha((server.models / "manifests/registry.ollama.ai/library/b/latest").read_bytes())[7:] == first
+    assert (
+        sha((server.models / "manifests/registry.ollama.ai/library/b/latest").read_bytes())[7:]
+        == first
+    )
 
 
 def test_store_layout_is_ollamas(server: Ollama, tiny_gguf: Path) -> None:
-    create(server, "layout:v1", tiny_gguf, 'PARAMETER stop "<end>"\nPARAMETER num_ctx 4096\nLICENSE """MIT"""\n')
+    create(
+        server,
+        "layout:v1",
+        tiny_gguf,
+        'PARAMETER stop "<end>"\nPARAMETER num_ctx 4096\nLICENSE """MIT"""\n',
+    )
     path = server.models / "manifests" / "registry.ollama.ai" / "library" / "layout" / "v1"
     raw = path.read_bytes()
     assert raw.endswith(b"}\n") and b" " not in raw
@@ -264,14 +313,17 @@ def test_store_layout_is_ollamas(server: Ollama, tiny_gguf: Path) -> None:
         "architecture": "amd64",
         "os": "linux",
     }
-    leftovers = [p.name for p in server.models.rglob("*") if ".tmp" in p.name or "partial" in p.name]
+    leftovers = [
+        p.name for p in server.models.rglob("*") if ".tmp" in p.name or "partial" in p.name
+    ]
     assert leftovers == []
 
 
 def test_invalid_modelfiles_fail_like_ollama(server: Ollama, tmp_path: Path) -> None:
     cases = {
         "PARAMETER temperature 0.6\n": "Error: no FROM line",
-        "FROM x\nFOO bar\n": 'Error: (line 2): command must be one of "from", "license", "template", "system", '
+        "FROM x\nFOO bar\n": "Error: (line 2): command must be one of "
+        '"from", "license", "template", "system", '
         '"adapter", "draft", "renderer", "parser", "parameter", "message", or "requires"',
         "FROM x\nPARAMETER temperature hot\n": "Error: invalid float value [hot]",
         "FROM x\nPARAMETER bogus 1\n": "Error: unknown parameter 'bogus'",
@@ -284,44 +336,64 @@ def test_invalid_modelfiles_fail_like_ollama(server: Ollama, tmp_path: Path) -> 
         assert result.stderr.rstrip("\n").endswith(message), (text, result.stderr)
     assert server.request("GET", "/api/tags")[2] == b'{"models":[]}'
     invalid_name = server.run("create", "bad name", "-f", str(modelfile))
-    assert (invalid_name.code, invalid_name.clean_stderr.splitlines()[-1]) == (1, "Error: invalid model name: bad name")
+    assert (invalid_name.code, invalid_name.clean_stderr.splitlines()[-1]) == (
+        1,
+        "Error: invalid model name: bad name",
+    )
 
 
 def test_create_api_errors(server: Ollama, tiny_gguf: Path) -> None:
-    assert server.post("/api/create", {"model": "x"}) == (400, {"error": "neither 'from' or 'files' was specified"})
+    assert server.post("/api/create", {"model": "x"}) == (
+        400,
+        {"error": "neither 'from' or 'files' was specified"},
+    )
     assert server.post("/api/create", {"model": "x", "files": {"../a.gguf": sha(b"a")}}) == (
         400,
         {"error": "file path must be relative"},
     )
-    assert server.post("/api/create", {"model": "", "from": "y"}) == (400, {"error": "invalid model name"})
+    assert server.post("/api/create", {"model": "", "from": "y"}) == (
+        400,
+        {"error": "invalid model name"},
+    )
     missing = sha(b"not uploaded")
     status, _ct, lines = server.ndjson("/api/create", {"model": "x", "files": {"a.gguf": missing}})
     assert status == 200
     assert lines[0] == {"status": "parsing GGUF"}
-    assert lines[-1] == {"error": f"open {server.models}/blobs/sha256-{missing[7:]}: no such file or directory"}
+    assert lines[-1] == {
+        "error": f"open {server.models}/blobs/sha256-{missing[7:]}: no such file or directory"
+    }
     data = tiny_gguf.read_bytes()
     assert server.request("POST", f"/api/blobs/{sha(data)}", data)[0] == 201
     status, _ct, lines = server.ndjson(
-        "/api/create", {"model": "x", "files": {"tiny.gguf": sha(data)}, "template": "{{ if .Prompt }}"}
+        "/api/create",
+        {"model": "x", "files": {"tiny.gguf": sha(data)}, "template": "{{ if .Prompt }}"},
     )
     assert lines[-1] == {"error": "template error: template: :1: unexpected EOF"}
     assert server.request("GET", "/api/tags")[2] == b'{"models":[]}'
     status, _ct, lines = server.ndjson(
-        "/api/create", {"model": "x", "files": {"tiny.gguf": sha(data)}, "parameters": {"temperature": 0.5}}
+        "/api/create",
+        {"model": "x", "files": {"tiny.gguf": sha(data)}, "parameters": {"temperature": 0.5}},
     )
-    assert [line["status"] for line in lines if "digest" not in line][-2:] == ["writing manifest", "success"]
+    assert [line["status"] for line in lines if "digest" not in line][-2:] == [
+        "writing manifest",
+        "success",
+    ]
 
 
 def test_create_from_an_existing_model_inherits_its_layers(server: Ollama, tiny_gguf: Path) -> None:
     create(server, "base", tiny_gguf, "PARAMETER temperature 0.6\nPARAMETER top_k 20\n")
     status, _ct, lines = server.ndjson(
-        "/api/create", {"model": "child", "from": "base", "parameters": {"temperature": 0.1}, "system": "Hi."}
+        "/api/create",
+        {"model": "child", "from": "base", "parameters": {"temperature": 0.1}, "system": "Hi."},
     )
     assert lines[-1] == {"status": "success"}
     status, shown = server.post("/api/show", {"model": "child"})
     assert status == 200
     assert shown["details"]["parent_model"] == "base:latest"
-    assert shown["parameters"] == "temperature                    0.1\ntop_k                          20"
+    assert (
+        shown["parameters"]
+        == "temperature                    0.1\ntop_k                          20"
+    )
     assert shown["system"] == "Hi."
 
 
@@ -338,22 +410,32 @@ def test_pull_from_a_plain_http_registry(server: Ollama, mirror: Path) -> None:
         assert "writing manifest" in progress and "success" in progress
         assert re.search(r"pulling [0-9a-f]{12}: 100%", progress)
         registry_manifest = (mirror / "v2/library/deepseek-r1/manifests/32b").read_bytes()
-        stored = server.models / "manifests" / f"127.0.0.1:{port}" / "library" / "deepseek-r1" / "32b"
+        stored = (
+            server.models / "manifests" / f"127.0.0.1:{port}" / "library" / "deepseek-r1" / "32b"
+        )
         assert stored.read_bytes() == registry_manifest
         status, _ct, lines = server.ndjson("/api/pull", {"model": name, "insecure": True})
         statuses = [line["status"] for line in lines]
-        assert statuses[0] == "pulling manifest" and statuses[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
+        assert statuses[0] == "pulling manifest" and statuses[-3:] == [
+            "verifying sha256 digest",
+            "writing manifest",
+            "success",
+        ]
         progress_lines = [line for line in lines if "digest" in line]
         assert progress_lines and all(line["completed"] == line["total"] for line in progress_lines)
 
         plain = server.run("pull", name)
         assert plain.code == 1
         assert plain.clean_stderr.splitlines()[-1] == (
-            f'Error: pull model manifest: Get "https://127.0.0.1:{port}/v2/library/deepseek-r1/manifests/32b": '
+            "Error: pull model manifest: "
+            f'Get "https://127.0.0.1:{port}/v2/library/deepseek-r1/manifests/32b": '
             "http: server gave HTTP response to HTTPS client"
         )
         missing = server.run("pull", "--insecure", f"127.0.0.1:{port}/library/deepseek-r1:999b")
-        assert missing.clean_stderr.splitlines()[-1] == "Error: pull model manifest: file does not exist"
+        assert (
+            missing.clean_stderr.splitlines()[-1]
+            == "Error: pull model manifest: file does not exist"
+        )
 
     status, shown = server.post("/api/show", {"model": name})
     assert status == 200
@@ -379,7 +461,9 @@ def test_pull_needs_a_blob_redirect_like_upstream(server: Ollama, mirror: Path) 
     assert result.code == 1
     assert result.clean_stderr.splitlines()[-1] == "Error: http: no Location header in response"
     assert not (server.models / "manifests" / f"127.0.0.1:{port}").exists()
-    assert [p.name for p in (server.models / "blobs").iterdir() if BLOB_DIGEST_RE.match(p.name)] == []
+    assert [
+        p.name for p in (server.models / "blobs").iterdir() if BLOB_DIGEST_RE.match(p.name)
+    ] == []
 
 
 def test_pull_rejects_a_tampered_blob(server: Ollama, mirror: Path, tmp_path: Path) -> None:
@@ -426,7 +510,9 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -435,12 +521,18 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
     )
     return cert_path, key_path
 
 
-def test_pull_over_https_checks_the_certificate(artifact: Path, mirror: Path, tmp_path: Path) -> None:
+def test_pull_over_https_checks_the_certificate(
+    artifact: Path, mirror: Path, tmp_path: Path
+) -> None:
     cert, key = _self_signed(tmp_path)
     with registry(mirror, "--tls-cert", str(cert), "--tls-key", str(key)) as port:
         name = f"127.0.0.1:{port}/library/gemma3:4b"
@@ -448,7 +540,8 @@ def test_pull_over_https_checks_the_certificate(artifact: Path, mirror: Path, tm
             result = server.run("pull", name)
             assert result.code == 1
             assert result.clean_stderr.splitlines()[-1] == (
-                f'Error: pull model manifest: Get "https://127.0.0.1:{port}/v2/library/gemma3/manifests/4b": '
+                "Error: pull model manifest: "
+                f'Get "https://127.0.0.1:{port}/v2/library/gemma3/manifests/4b": '
                 "tls: failed to verify certificate: x509: certificate signed by unknown authority"
             )
         with serving(artifact, tmp_path / "trusting", SSL_CERT_FILE=str(cert)) as server:
@@ -470,7 +563,10 @@ def reasoning(server: Ollama, mirror: Path) -> str:
 
 
 def test_reasoning_models_stream_thinking_first(server: Ollama, reasoning: str) -> None:
-    request = {"model": reasoning, "messages": [{"role": "user", "content": "Why is the sky blue?"}]}
+    request = {
+        "model": reasoning,
+        "messages": [{"role": "user", "content": "Why is the sky blue?"}],
+    }
     status, _ct, lines = server.ndjson("/api/chat", request)
     assert status == 200
     kinds = ["thinking" if line["message"].get("thinking") else "content" for line in lines[:-1]]
@@ -491,19 +587,25 @@ def test_reasoning_models_stream_thinking_first(server: Ollama, reasoning: str) 
     assert reply["message"]["content"] == "".join(line["message"]["content"] for line in lines)
 
 
-def test_generate_options_num_predict_stop_and_unthinking_models(server: Ollama, tiny_gguf: Path) -> None:
+def test_generate_options_num_predict_stop_and_unthinking_models(
+    server: Ollama, tiny_gguf: Path
+) -> None:
     create(server, "gen", tiny_gguf)
-    status, reply = server.post("/api/generate", {"model": "gen", "prompt": "hello", "stream": False})
+    status, reply = server.post(
+        "/api/generate", {"model": "gen", "prompt": "hello", "stream": False}
+    )
     assert status == 200 and reply["done_reason"] == "stop" and reply["response"]
     assert isinstance(reply["context"], list)
     status, short = server.post(
-        "/api/generate", {"model": "gen", "prompt": "hello", "stream": False, "options": {"num_predict": 3}}
+        "/api/generate",
+        {"model": "gen", "prompt": "hello", "stream": False, "options": {"num_predict": 3}},
     )
     assert (short["done_reason"], short["eval_count"]) == ("length", 3)
     assert reply["response"].startswith(short["response"])
     word = reply["response"].split()[4]
     status, stopped = server.post(
-        "/api/generate", {"model": "gen", "prompt": "hello", "stream": False, "options": {"stop": [word]}}
+        "/api/generate",
+        {"model": "gen", "prompt": "hello", "stream": False, "options": {"stop": [word]}},
     )
     assert word not in stopped["response"] and reply["response"].startswith(stopped["response"])
     assert server.post("/api/generate", {"model": "gen", "prompt": "x", "think": True}) == (
@@ -523,7 +625,14 @@ def test_ps_keep_alive_and_stop(server: Ollama, tiny_gguf: Path) -> None:
     assert [m["name"] for m in ps] == ["ka:latest"]
     assert ps[0]["size_vram"] == 0 and ps[0]["context_length"] == 4096
     table = server.run("ps")
-    assert table.stdout.splitlines()[0].split() == ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]
+    assert table.stdout.splitlines()[0].split() == [
+        "NAME",
+        "ID",
+        "SIZE",
+        "PROCESSOR",
+        "CONTEXT",
+        "UNTIL",
+    ]
     assert re.search(r"100% CPU +4096 +[45] minutes from now", table.stdout)
     assert server.run("stop", "ka").code == 0
     assert json.loads(server.request("GET", "/api/ps")[2])["models"] == []
@@ -532,7 +641,10 @@ def test_ps_keep_alive_and_stop(server: Ollama, tiny_gguf: Path) -> None:
     server.post("/api/generate", {"model": "ka", "prompt": "hi", "stream": False, "keep_alive": 0})
     assert json.loads(server.request("GET", "/api/ps")[2])["models"] == []
     missing = server.run("stop", "nope")
-    assert (missing.code, missing.clean_stderr.splitlines()[-1]) == (1, 'Error: couldn\'t find model "nope" to stop')
+    assert (missing.code, missing.clean_stderr.splitlines()[-1]) == (
+        1,
+        'Error: couldn\'t find model "nope" to stop',
+    )
 
 
 def test_openai_compatible_endpoints(server: Ollama, tiny_gguf: Path) -> None:
@@ -540,20 +652,33 @@ def test_openai_compatible_endpoints(server: Ollama, tiny_gguf: Path) -> None:
     assert (status, json.loads(body)) == (200, {"object": "list", "data": None})
     create(server, "oa", tiny_gguf)
     models = json.loads(server.request("GET", "/v1/models")[2])
-    assert [(m["id"], m["object"], m["owned_by"]) for m in models["data"]] == [("oa:latest", "model", "library")]
+    assert [(m["id"], m["object"], m["owned_by"]) for m in models["data"]] == [
+        ("oa:latest", "model", "library")
+    ]
     request = {"model": "oa", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
     status, reply = server.post("/v1/chat/completions", request)
     assert status == 200 and reply["object"] == "chat.completion"
-    assert reply["choices"][0]["finish_reason"] == "length" and reply["usage"]["completion_tokens"] == 5
-    status, headers, body = server.request("POST", "/v1/chat/completions", {**request, "stream": True})
+    assert (
+        reply["choices"][0]["finish_reason"] == "length"
+        and reply["usage"]["completion_tokens"] == 5
+    )
+    status, headers, body = server.request(
+        "POST", "/v1/chat/completions", {**request, "stream": True}
+    )
     assert headers["content-type"] == "text/event-stream"
     events = [line[6:] for line in body.decode().split("\n\n") if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "length"}
-    status, missing = server.post("/v1/chat/completions", {"model": "nope", "messages": [{"role": "user", "content": "x"}]})
-    assert (status, missing["error"]["type"], missing["error"]["message"]) == (404, "not_found_error", "model 'nope' not found")
+    status, missing = server.post(
+        "/v1/chat/completions", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}
+    )
+    assert (status, missing["error"]["type"], missing["error"]["message"]) == (
+        404,
+        "not_found_error",
+        "model 'nope' not found",
+    )
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -564,7 +689,8 @@ def test_cli_without_a_server(artifact: Path, tmp_path: Path) -> None:
     version = client.run("-v")
     assert (version.code, version.stdout) == (
         0,
-        "Warning: could not connect to a running Ollama instance\nWarning: client version is 0.32.15\n",
+        "Warning: could not connect to a running Ollama instance\n"
+        "Warning: client version is 0.32.15\n",
     )
     for args in (["list"], ["ps"], ["show", "m"], ["rm", "m"], ["pull", "m"]):
         result = client.run(*args)
@@ -579,10 +705,13 @@ def test_cli_argument_errors_and_version(server: Ollama) -> None:
     assert server.run("--version").stdout == "ollama version is 0.32.15\n"
     assert server.run("show").stderr == "Error: accepts 1 arg(s), received 0\n"
     assert server.run("rm").stderr == "Error: requires at least 1 arg(s), only received 0\n"
-    assert server.run("frobnicate").stderr.startswith('Error: unknown command "frobnicate" for "ollama"')
+    assert server.run("frobnicate").stderr.startswith(
+        'Error: unknown command "frobnicate" for "ollama"'
+    )
     assert server.run("list", "--bogus").stderr == "Error: unknown flag: --bogus\n"
     assert server.run("show", "x", "--license", "--system").stderr == (
-        "Error: only one of '--license', '--modelfile', '--parameters', '--system', or '--template' can be specified\n"
+        "Error: only one of '--license', '--modelfile', '--parameters', '--system', or "
+        "'--template' can be specified\n"
     )
 
 
@@ -623,7 +752,9 @@ def test_noprune_and_startup_pruning(artifact: Path, tmp_path: Path) -> None:
     assert young.exists()  # inside the one-hour grace period
 
 
-def test_serve_reports_a_busy_port_and_env_keep_alive(artifact: Path, tmp_path: Path, tiny_gguf: Path) -> None:
+def test_serve_reports_a_busy_port_and_env_keep_alive(
+    artifact: Path, tmp_path: Path, tiny_gguf: Path
+) -> None:
     with serving(artifact, tmp_path / "a", OLLAMA_KEEP_ALIVE="0") as first:
         busy = Ollama(artifact, tmp_path / "b", host=first.host).run("serve")
         assert (busy.code, busy.clean_stderr.splitlines()[-1]) == (
@@ -633,17 +764,28 @@ def test_serve_reports_a_busy_port_and_env_keep_alive(artifact: Path, tmp_path: 
         create(first, "k", tiny_gguf)
         first.post("/api/generate", {"model": "k", "prompt": "hi", "stream": False})
         assert json.loads(first.request("GET", "/api/ps")[2])["models"] == []
-    assert (tmp_path / "a" / ".ollama" / "id_ed25519").read_bytes().startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert (
+        (tmp_path / "a" / ".ollama" / "id_ed25519")
+        .read_bytes()
+        .startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")
+    )
 
 
 def test_broken_release_never_becomes_healthy(broken_artifact: Path, tmp_path: Path) -> None:
     prefix = broken_artifact / "prefix-0.32.16-http500"
     with serving(prefix, tmp_path / "h") as server:
-        status, _h, body = server.request("GET", "/")
-        assert status == 500
+        assert server.request("GET", "/")[0] == 500
         assert server.request("GET", "/api/version")[0] == 500
         version = server.run("-v")
-        assert version.stdout == "Warning: could not connect to a running Ollama instance\nWarning: client version is 0.32.16\n"
-    exiting = Ollama(broken_artifact / "prefix-0.32.16-exit", tmp_path / "e", host="127.0.0.1:0").run("serve")
+        assert (
+            version.stdout == "Warning: could not connect to a running Ollama instance\n"
+            "Warning: client version is 0.32.16\n"
+        )
+    exiting = Ollama(
+        broken_artifact / "prefix-0.32.16-exit", tmp_path / "e", host="127.0.0.1:0"
+    ).run("serve")
     assert exiting.code == 1
-    assert exiting.clean_stderr.splitlines()[-1] == "Error: unable to initialize llm runtime: deliberately broken test build"
+    assert (
+        exiting.clean_stderr.splitlines()[-1]
+        == "Error: unable to initialize llm runtime: deliberately broken test build"
+    )

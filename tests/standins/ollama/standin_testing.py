@@ -11,8 +11,8 @@ import contextlib
 import http.client
 import json
 import os
-import re
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -44,13 +44,18 @@ def build_artifact(out: Path, version: str = VERSION, broken: str = "") -> Path:
     prefix = out / f"prefix-{version}{'-' + broken if broken else ''}"
     prefix.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        ["tar", "-C", str(prefix), "-xzf", str(out / f"v{version}" / "ollama-linux-amd64.tgz")], check=True
+        ["tar", "-C", str(prefix), "-xzf", str(out / f"v{version}" / "ollama-linux-amd64.tgz")],
+        check=True,
     )
     return prefix
 
 
 def make_models(out: Path) -> Path:
-    subprocess.run([sys.executable, str(HERE / "make-models"), "--out", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(HERE / "make-models"), "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
@@ -63,8 +68,7 @@ class Result:
     @property
     def clean_stderr(self) -> str:
         """stderr without the progress display's escape sequences."""
-        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", self.stderr)
-        return text
+        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", self.stderr)
 
 
 @dataclass
@@ -94,7 +98,9 @@ class Ollama:
         env.update(overrides)
         return env
 
-    def run(self, *args: str, stdin: str | None = None, cwd: Path | None = None, **env: str) -> Result:
+    def run(
+        self, *args: str, stdin: str | None = None, cwd: Path | None = None, **env: str
+    ) -> Result:
         proc = subprocess.run(
             [self.python, str(self.prefix / "bin" / "ollama"), *args],
             input=stdin if stdin is not None else "",
@@ -193,7 +199,9 @@ def registry(root: Path, *extra: str) -> Iterator[int]:
         line = proc.stdout.readline()
         match = re.search(r":(\d+)$", line.strip())
         if not match:
-            raise RuntimeError(f"registry-server did not start: {line}{proc.stderr.read() if proc.stderr else ''}")
+            raise RuntimeError(
+                f"registry-server did not start: {line}{proc.stderr.read() if proc.stderr else ''}"
+            )
         yield int(match.group(1))
     finally:
         proc.terminate()

@@ -77,7 +77,10 @@ def parse_flags(cmd: Command, argv: list[str]) -> tuple[list[str], dict[str, Any
                 elif value in ("0", "f", "F", "false", "FALSE", "False"):
                     flags[name] = False
                 else:
-                    raise CLIError(f'invalid argument "{value}" for "--{name}" flag: strconv.ParseBool: parsing "{value}": invalid syntax')
+                    raise CLIError(
+                        f'invalid argument "{value}" for "--{name}" flag: '
+                        f'strconv.ParseBool: parsing "{value}": invalid syntax'
+                    )
             else:
                 flags[name] = True
         elif name in cmd.str_flags:
@@ -108,7 +111,9 @@ def check_server_heartbeat() -> None:
         client.heartbeat()
     except ClientError as exc:
         if " refused" in str(exc) or "could not connect" in str(exc):
-            raise CLIError("could not connect to ollama server, run 'ollama serve' to start it") from exc
+            raise CLIError(
+                "could not connect to ollama server, run 'ollama serve' to start it"
+            ) from exc
         raise CLIError(str(exc)) from exc
 
 
@@ -133,7 +138,7 @@ def cmd_serve(_args: list[str], _flags: dict[str, Any]) -> None:
         raise SystemExit(code)
 
 
-def _load_modelfile_module():  # noqa: ANN202 - module object
+def _load_modelfile_module():
     try:
         from . import _modelfile  # type: ignore[attr-defined]
     except ImportError:  # a development tree: the project's own module
@@ -189,7 +194,11 @@ def _create(mf: Any, model: str, flags: dict[str, Any], progress: Progress) -> N
 
     try:
         request, uploads = mf.create_request(
-            parsed, model=model, base_dir=base_dir, digest_file=digest_file, quantize=flags.get("quantize") or None
+            parsed,
+            model=model,
+            base_dir=base_dir,
+            digest_file=digest_file,
+            quantize=flags.get("quantize") or None,
         )
     except mf.ModelfileError as exc:
         raise CLIError(str(exc)) from exc
@@ -223,7 +232,9 @@ def _create(mf: Any, model: str, flags: dict[str, Any], progress: Progress) -> N
         client.stream("POST", "/api/create", request, on_progress)
     except ClientError as exc:
         if "path or Modelfile are required" in str(exc):
-            raise CLIError("the ollama server must be updated to use `ollama create` with this client") from exc
+            raise CLIError(
+                "the ollama server must be updated to use `ollama create` with this client"
+            ) from exc
         raise CLIError(str(exc)) from exc
 
 
@@ -260,7 +271,14 @@ def cmd_list(args: list[str], _flags: dict[str, Any]) -> None:
         if args and not model["name"].lower().startswith(args[0].lower()):
             continue
         size = "-" if model.get("remote_model") else human_bytes(int(model.get("size", 0)))
-        rows.append([model["name"], model["digest"][:12], size, human_time(_parse_time(model.get("modified_at")), "Never")])
+        rows.append(
+            [
+                model["name"],
+                model["digest"][:12],
+                size,
+                human_time(_parse_time(model.get("modified_at")), "Never"),
+            ]
+        )
     sys.stdout.write(render_table(rows, ["NAME", "ID", "SIZE", "MODIFIED"]))
 
 
@@ -281,8 +299,21 @@ def cmd_ps(args: list[str], _flags: dict[str, Any]) -> None:
             cpu = round((size - vram) / size * 100)
             processor = f"{cpu}%/{100 - cpu}% CPU/GPU"
         expires = _parse_time(model.get("expires_at"))
-        until = "Stopping..." if expires is not None and expires < time.time_ns() else human_time(expires, "Never")
-        rows.append([model["name"], model["digest"][:12], human_bytes(size), processor, str(model.get("context_length", 0)), until])
+        until = (
+            "Stopping..."
+            if expires is not None and expires < time.time_ns()
+            else human_time(expires, "Never")
+        )
+        rows.append(
+            [
+                model["name"],
+                model["digest"][:12],
+                human_bytes(size),
+                processor,
+                str(model.get("context_length", 0)),
+                until,
+            ]
+        )
     sys.stdout.write(render_table(rows, ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]))
 
 
@@ -293,7 +324,9 @@ def _unload(model: str) -> None:
     progress.add(Spinner(""))
     try:
         client.do("POST", "/api/show", {"model": model})
-        client.stream("POST", "/api/generate", {"model": model, "keep_alive": "0s"}, lambda _r: None)
+        client.stream(
+            "POST", "/api/generate", {"model": model, "keep_alive": "0s"}, lambda _r: None
+        )
     finally:
         progress.stop_and_clear()
 
@@ -328,10 +361,26 @@ def cmd_cp(args: list[str], _flags: dict[str, Any]) -> None:
 
 
 def cmd_show(args: list[str], flags: dict[str, Any]) -> None:
-    kinds = [k for k in ("license", "modelfile", "parameters", "system", "template") if flags.get(k)]
+    kinds = [
+        k for k in ("license", "modelfile", "parameters", "system", "template") if flags.get(k)
+    ]
     if len(kinds) > 1:
-        raise CLIError("only one of '--license', '--modelfile', '--parameters', '--system', or '--template' can be specified")
-    resp = _do("POST", "/api/show", {"model": "", "system": "", "template": "", "verbose": bool(flags.get("verbose")), "options": None, "name": args[0]})
+        raise CLIError(
+            "only one of '--license', '--modelfile', '--parameters', '--system', or "
+            "'--template' can be specified"
+        )
+    resp = _do(
+        "POST",
+        "/api/show",
+        {
+            "model": "",
+            "system": "",
+            "template": "",
+            "verbose": bool(flags.get("verbose")),
+            "options": None,
+            "name": args[0],
+        },
+    )
     if "image" in (resp.get("capabilities") or []):
         raise CLIError("image generation models are not currently supported")
     if kinds:
@@ -356,7 +405,11 @@ def _show_info(resp: dict[str, Any], verbose: bool) -> str:
     details = resp.get("details") or {}
     rows: list[list[str]] = []
     if info is not None:
-        arch = info.get("general.architecture") if isinstance(info.get("general.architecture"), str) else ""
+        arch = (
+            info.get("general.architecture")
+            if isinstance(info.get("general.architecture"), str)
+            else ""
+        )
         if arch:
             rows.append(["", "architecture", arch])
         params = details.get("parameter_size") or ""
@@ -364,12 +417,18 @@ def _show_info(resp: dict[str, Any], verbose: bool) -> str:
             params = human_number(int(info["general.parameter_count"]))
         if params:
             rows.append(["", "parameters", params])
-        for key, label in (("context_length", "context length"), ("embedding_length", "embedding length")):
+        for key, label in (
+            ("context_length", "context length"),
+            ("embedding_length", "embedding length"),
+        ):
             value = info.get(f"{arch}.{key}")
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 rows.append(["", label, _fmt_number(value)])
     else:
-        rows += [["", "architecture", details.get("family", "")], ["", "parameters", details.get("parameter_size", "")]]
+        rows += [
+            ["", "architecture", details.get("family", "")],
+            ["", "parameters", details.get("parameter_size", "")],
+        ]
     rows.append(["", "quantization", details.get("quantization_level", "")])
     if resp.get("requires"):
         rows.append(["", "requires", resp["requires"]])
@@ -377,12 +436,20 @@ def _show_info(resp: dict[str, Any], verbose: bool) -> str:
     if resp.get("capabilities"):
         table("Capabilities", [["", c] for c in resp["capabilities"]])
     if resp.get("parameters"):
-        table("Parameters", [["", *line.split()] for line in resp["parameters"].splitlines() if line])
+        table(
+            "Parameters", [["", *line.split()] for line in resp["parameters"].splitlines() if line]
+        )
     if info is not None and verbose:
         meta = [["", key, _fmt_meta(info[key])] for key in sorted(info)]
         table("Metadata", meta)
     if resp.get("tensors") and verbose:
-        table("Tensors", [["", t["name"], t["type"], "[" + " ".join(str(s) for s in t["shape"]) + "]"] for t in resp["tensors"]])
+        table(
+            "Tensors",
+            [
+                ["", t["name"], t["type"], "[" + " ".join(str(s) for s in t["shape"]) + "]"]
+                for t in resp["tensors"]
+            ],
+        )
 
     def head(text: str) -> list[list[str]]:
         lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -445,7 +512,11 @@ def _pull_with_progress(client: Client, model: str, insecure: bool) -> None:
             bar = bars.get(digest)
             if bar is None:
                 short = digest[7:].strip()[:12] if digest.startswith("sha256:") else digest.strip()
-                bar = Bar(f"pulling {short}:", int(resp.get("total") or 0), int(resp.get("completed") or 0))
+                bar = Bar(
+                    f"pulling {short}:",
+                    int(resp.get("total") or 0),
+                    int(resp.get("completed") or 0),
+                )
                 bars[digest] = bar
                 progress.add(bar)
             bar.set(int(resp.get("completed") or 0))
@@ -457,7 +528,12 @@ def _pull_with_progress(client: Client, model: str, insecure: bool) -> None:
             progress.add(state["spinner"])
 
     try:
-        client.stream("POST", "/api/pull", {"model": "", "insecure": insecure, "username": "", "password": "", "name": model}, on_progress)
+        client.stream(
+            "POST",
+            "/api/pull",
+            {"model": "", "insecure": insecure, "username": "", "password": "", "name": model},
+            on_progress,
+        )
     except ClientError as exc:
         raise CLIError(str(exc)) from exc
     finally:
@@ -481,7 +557,10 @@ def cmd_run(args: list[str], flags: dict[str, Any]) -> None:
         elif value in ("high", "medium", "low", "max"):
             think = value
         else:
-            raise CLIError(f'invalid value for --think: "{value}" (must be true, false, high, medium, low, or max)')
+            raise CLIError(
+                f'invalid value for --think: "{value}" '
+                "(must be true, false, high, medium, low, or max)"
+            )
     keep_alive = None
     if flags.get("keepalive"):
         try:
@@ -593,9 +672,7 @@ class _Display:
             else:
                 out.write(ch)
                 self.line += display_width(ch)
-                if display_width(ch) >= 2:
-                    self.word = ""
-                elif ch in " \t":
+                if display_width(ch) >= 2 or ch in " \t":
                     self.word = ""
                 elif ch in "\n\r":
                     self.line, self.word = 0, ""
@@ -613,12 +690,18 @@ def _summary(resp: dict) -> None:
         err.write(f"prompt eval count:    {resp['prompt_eval_count']} token(s)\n")
     if resp.get("prompt_eval_duration"):
         err.write(f"prompt eval duration: {format_duration(resp['prompt_eval_duration'])}\n")
-        err.write(f"prompt eval rate:     {resp.get('prompt_eval_count', 0) / (resp['prompt_eval_duration'] / 1e9):.2f} tokens/s\n")
+        err.write(
+            f"prompt eval rate:     {_rate(resp, 'prompt_eval_count', 'prompt_eval_duration')}\n"
+        )
     if resp.get("eval_count"):
         err.write(f"eval count:           {resp['eval_count']} token(s)\n")
     if resp.get("eval_duration"):
         err.write(f"eval duration:        {format_duration(resp['eval_duration'])}\n")
-        err.write(f"eval rate:            {resp.get('eval_count', 0) / (resp['eval_duration'] / 1e9):.2f} tokens/s\n")
+        err.write(f"eval rate:            {_rate(resp, 'eval_count', 'eval_duration')}\n")
+
+
+def _rate(resp: dict, count: str, duration: str) -> str:
+    return f"{resp.get(count, 0) / (resp[duration] / 1e9):.2f} tokens/s"
 
 
 def _do(method: str, path: str, data: Any = None) -> Any:
@@ -635,7 +718,9 @@ def _parse_time(text: str | None) -> int | None:
     import calendar
     import re
 
-    m = re.match(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})", text)
+    m = re.match(
+        r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})", text
+    )
     if not m:
         return None
     year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
@@ -657,8 +742,29 @@ def _reason(exc: OSError) -> str:
 
 COMMANDS = [
     Command("serve", ("start",), cmd_serve, args=(0, 0), heartbeat=False),
-    Command("create", (), cmd_create, {"experimental": ""}, {"file": "f", "quantize": "q", "draft-quantize": ""}, (1, 1)),
-    Command("show", (), cmd_show, {"license": "", "modelfile": "", "parameters": "", "template": "", "system": "", "verbose": "v"}, {}, (1, 1)),
+    Command(
+        "create",
+        (),
+        cmd_create,
+        {"experimental": ""},
+        {"file": "f", "quantize": "q", "draft-quantize": ""},
+        (1, 1),
+    ),
+    Command(
+        "show",
+        (),
+        cmd_show,
+        {
+            "license": "",
+            "modelfile": "",
+            "parameters": "",
+            "template": "",
+            "system": "",
+            "verbose": "v",
+        },
+        {},
+        (1, 1),
+    ),
     Command(
         "run",
         (),
@@ -728,7 +834,11 @@ def _main(argv: list[str]) -> int:
             sys.stdout.write(USAGE)
             return 0
         flag = argv[0]
-        raise CLIError(f"unknown flag: {flag}" if flag.startswith("--") else f"unknown shorthand flag: '{flag[1:2]}' in {flag}")
+        raise CLIError(
+            f"unknown flag: {flag}"
+            if flag.startswith("--")
+            else f"unknown shorthand flag: '{flag[1:2]}' in {flag}"
+        )
     name = argv[0]
     if name == "help":
         sys.stdout.write(USAGE)

@@ -52,7 +52,9 @@ class Client:
         if self.url.scheme == "https":
             import ssl
 
-            return http.client.HTTPSConnection(self.url.host, int(self.url.port), context=ssl.create_default_context())
+            return http.client.HTTPSConnection(
+                self.url.host, int(self.url.port), context=ssl.create_default_context()
+            )
         return http.client.HTTPConnection(self.url.host, int(self.url.port))
 
     def _send(
@@ -78,14 +80,23 @@ class Client:
             except (OSError, http.client.HTTPException):
                 conn.close()
                 op = method[:1] + method[1:].lower()
-                raise ClientError(f'{op} "{full}": {registry._go_net_error(exc, self.url.host, int(self.url.port))}') from exc
+                raise ClientError(
+                    f'{op} "{full}": '
+                    f"{registry._go_net_error(exc, self.url.host, int(self.url.port))}"
+                ) from exc
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             op = method[:1] + method[1:].lower()
-            raise ClientError(f'{op} "{full}": {registry._go_net_error(exc, self.url.host, int(self.url.port))}') from exc
+            raise ClientError(
+                f'{op} "{full}": {registry._go_net_error(exc, self.url.host, int(self.url.port))}'
+            ) from exc
 
-    def do(self, method: str, path: str, data: Any = None, raw: Iterable[bytes] | None = None) -> Any:
-        body: bytes | Iterable[bytes] | None = raw if raw is not None else (dumps(data).encode() if data is not None else None)
+    def do(
+        self, method: str, path: str, data: Any = None, raw: Iterable[bytes] | None = None
+    ) -> Any:
+        body: bytes | Iterable[bytes] | None = (
+            raw if raw is not None else (dumps(data).encode() if data is not None else None)
+        )
         conn, resp = self._send(method, path, body, "application/json")
         try:
             payload = resp.read()
@@ -118,10 +129,16 @@ class Client:
                     obj = json.loads(line)
                 except ValueError:
                     if resp.status >= 400:
-                        raise StatusError(resp.status, line.decode(errors="replace"), _status_line(resp.status)) from None
+                        raise StatusError(
+                            resp.status, line.decode(errors="replace"), _status_line(resp.status)
+                        ) from None
                     raise ClientError(line.decode(errors="replace")) from None
                 if resp.status >= 400:
-                    raise StatusError(resp.status, obj.get("error", "") if isinstance(obj, dict) else "", _status_line(resp.status))
+                    raise StatusError(
+                        resp.status,
+                        obj.get("error", "") if isinstance(obj, dict) else "",
+                        _status_line(resp.status),
+                    )
                 if isinstance(obj, dict) and obj.get("error"):
                     raise ClientError(str(obj["error"]))
                 fn(obj)

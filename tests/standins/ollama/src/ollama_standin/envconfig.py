@@ -39,7 +39,10 @@ def env_uint(key: str, default: int) -> int:
     if text:
         if text.isdigit():
             return int(text)
-        warn(f'msg="invalid environment variable, using default" key={key} value={text} default={default}')
+        warn(
+            f'msg="invalid environment variable, using default" key={key} value={text} '
+            f"default={default}"
+        )
     return default
 
 

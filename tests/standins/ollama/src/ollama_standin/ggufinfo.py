@@ -225,7 +225,7 @@ def rewrite(path: str, out: BinaryIO) -> int:
         offsets.append(offset)
         offset += t.n_bytes
         offset += (-offset) % align
-    for t, tensor_offset in zip(info.tensors, offsets):
+    for t, tensor_offset in zip(info.tensors, offsets, strict=True):
         name = t.name.encode()
         body += struct.pack("<Q", len(name)) + name + struct.pack("<I", len(t.shape))
         body += b"".join(struct.pack("<Q", d) for d in t.shape)
@@ -234,7 +234,7 @@ def rewrite(path: str, out: BinaryIO) -> int:
     out.write(bytes(body))
     written = len(body)
     with open(path, "rb") as src:
-        for t, tensor_offset in zip(info.tensors, offsets):
+        for t in info.tensors:
             src.seek(t.data_offset)
             data = src.read(t.n_bytes)
             if len(data) != t.n_bytes:

@@ -18,9 +18,11 @@ GIBIBYTE = 1024**3
 
 def human_bytes(size: int) -> str:
     """format.HumanBytes: decimal units, no decimals from 10 up."""
-    for limit, unit in ((TERABYTE, "TB"), (GIGABYTE, "GB"), (MEGABYTE, "MB"), (KILOBYTE, "KB")):
+    unit = ""
+    value = 0.0
+    for limit, name in ((TERABYTE, "TB"), (GIGABYTE, "GB"), (MEGABYTE, "MB"), (KILOBYTE, "KB")):
         if size >= limit:
-            value = size / limit
+            value, unit = size / limit, name
             break
     else:
         return f"{size} B"
@@ -165,7 +167,11 @@ def render_table(
         for line_no in range(height):
             parts = []
             for col in range(ncols):
-                text = header_cells[col][line_no] if col < len(header_cells) and line_no < len(header_cells[col]) else ""
+                text = (
+                    header_cells[col][line_no]
+                    if col < len(header_cells) and line_no < len(header_cells[col])
+                    else ""
+                )
                 pad = " " if col == ncols - 1 else padding
                 parts.append(text + " " * (widths.get(col, 0) - display_width(text)) + pad)
             out.append("".join(parts))

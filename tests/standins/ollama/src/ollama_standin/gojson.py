@@ -191,9 +191,19 @@ def dumps(value: Any, escape_html: bool = True) -> str:
         return format_float_json(value)
     if isinstance(value, GoMap):
         items = sorted(value.items(), key=lambda kv: kv[0])
-        return "{" + ",".join(quote_string(k, escape_html) + ":" + dumps(v, escape_html) for k, v in items) + "}"
+        return (
+            "{"
+            + ",".join(quote_string(k, escape_html) + ":" + dumps(v, escape_html) for k, v in items)
+            + "}"
+        )
     if isinstance(value, dict):
-        return "{" + ",".join(quote_string(k, escape_html) + ":" + dumps(v, escape_html) for k, v in value.items()) + "}"
+        return (
+            "{"
+            + ",".join(
+                quote_string(k, escape_html) + ":" + dumps(v, escape_html) for k, v in value.items()
+            )
+            + "}"
+        )
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(dumps(v, escape_html) for v in value) + "]"
     raise TypeError(f"cannot encode {type(value).__name__}")
@@ -409,12 +419,15 @@ def _type_error(value: Any, struct_name: str, path: str, go_type: str) -> JSONTy
         kind = f"number {value}"
     if struct_name:
         return JSONTypeError(
-            f"json: cannot unmarshal {kind} into Go struct field {struct_name}.{path} of type {go_type}"
+            f"json: cannot unmarshal {kind} into Go struct field {struct_name}.{path} "
+            f"of type {go_type}"
         )
     return JSONTypeError(f"json: cannot unmarshal {kind} into Go value of type {go_type}")
 
 
-def check_struct(value: Any, struct_name: str, fields: dict[str, Any], go_type: str) -> dict[str, Any]:
+def check_struct(
+    value: Any, struct_name: str, fields: dict[str, Any], go_type: str
+) -> dict[str, Any]:
     """Check a decoded object against a Go struct description; return fields by canonical name.
 
     fields maps the JSON name to a type spec: "string", "bool", "int", "float", "any",
@@ -459,7 +472,11 @@ def _check(raw: Any, spec: Any, struct_name: str, path: str) -> Any:
             raise _type_error(raw, struct_name, path, "bool")
         return raw
     if spec == "int":
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not float(raw).is_integer():
+        if (
+            isinstance(raw, bool)
+            or not isinstance(raw, (int, float))
+            or not float(raw).is_integer()
+        ):
             raise _type_error(raw, struct_name, path, "int")
         return int(raw)
     if spec == "float":
@@ -481,8 +498,7 @@ def _check(raw: Any, spec: Any, struct_name: str, path: str) -> Any:
         _, name, fields, gotype = spec
         if not isinstance(raw, dict):
             raise _type_error(raw, struct_name, path, gotype)
-        inner = check_struct(raw, name, {f: fields[f] for f in fields}, gotype)
-        return inner
+        return check_struct(raw, name, {f: fields[f] for f in fields}, gotype)
     raise AssertionError(f"bad spec {spec!r}")
 
 

@@ -74,7 +74,11 @@ def _lex(text: str) -> list[tuple[str, str, int]]:
             items.append(("text", text[pos:], line))
             break
         chunk = text[pos:start]
-        trim_left = text.startswith("{{- ", start) or text.startswith("{{-\t", start) or text.startswith("{{-\n", start)
+        trim_left = (
+            text.startswith("{{- ", start)
+            or text.startswith("{{-\t", start)
+            or text.startswith("{{-\n", start)
+        )
         if trim_left:
             chunk = chunk.rstrip(" \t\r\n")
         items.append(("text", chunk, line))

@@ -87,7 +87,11 @@ def openssh_private(seed: bytes, pub: bytes) -> bytes:
     )
     encoded = base64.b64encode(body).decode()
     lines = [encoded[i : i + 64] for i in range(0, len(encoded), 64)]
-    return ("-----BEGIN OPENSSH PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END OPENSSH PRIVATE KEY-----\n").encode()
+    return (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+        + "\n".join(lines)
+        + "\n-----END OPENSSH PRIVATE KEY-----\n"
+    ).encode()
 
 
 def openssh_public(pub: bytes) -> bytes:
@@ -109,8 +113,13 @@ def ensure() -> None:
     try:
         os.makedirs(directory, mode=0o755, exist_ok=True)
     except OSError as exc:
-        raise OSError(exc.errno, f"could not create directory mkdir {directory}: {_reason(exc)}") from exc
-    for path, data, mode in ((private_path, openssh_private(seed, pub), 0o600), (public_path, openssh_public(pub), 0o644)):
+        raise OSError(
+            exc.errno, f"could not create directory mkdir {directory}: {_reason(exc)}"
+        ) from exc
+    for path, data, mode in (
+        (private_path, openssh_private(seed, pub), 0o600),
+        (public_path, openssh_public(pub), 0o644),
+    ):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
             with os.fdopen(fd, "wb") as handle:

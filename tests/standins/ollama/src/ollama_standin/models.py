@@ -240,7 +240,9 @@ def show(model: Model, verbose: bool, system_override: str = "") -> dict[str, An
         out["messages"] = [{"role": m["role"], "content": m["content"]} for m in model.messages]
     out["model_info"] = info.kv(verbose) if info is not None else GoMap()
     if info is not None and info.tensors:
-        out["tensors"] = [{"name": t.name, "type": t.type_name, "shape": t.shape} for t in info.tensors]
+        out["tensors"] = [
+            {"name": t.name, "type": t.type_name, "shape": t.shape} for t in info.tensors
+        ]
     caps = model.capabilities()
     if caps:
         out["capabilities"] = caps
@@ -300,7 +302,10 @@ def list_entry(name: Name, manifest: store.Manifest) -> dict[str, Any]:
                 context_length = summary["context_length"]
             if not embedding_length and isinstance(summary["embedding_length"], int):
                 embedding_length = summary["embedding_length"]
-            if details["quantization_level"] in ("", "unknown") and summary["file_type"] != "unknown":
+            if (
+                details["quantization_level"] in ("", "unknown")
+                and summary["file_type"] != "unknown"
+            ):
                 details["quantization_level"] = summary["file_type"]
     for cap in config.get("capabilities") or []:
         add(str(cap))
@@ -315,7 +320,9 @@ def list_entry(name: Name, manifest: store.Manifest) -> dict[str, Any]:
         if "suffix" in variables:
             add("insert")
         opening, closing = tmpl.infer_thinking_tags()
-        if "thinking" not in caps and ((opening and closing) or config.get("model_family") in ("gptoss", "gpt-oss")):
+        if "thinking" not in caps and (
+            (opening and closing) or config.get("model_family") in ("gptoss", "gpt-oss")
+        ):
             add("thinking")
     if context_length:
         details["context_length"] = context_length
@@ -336,10 +343,20 @@ def list_entry(name: Name, manifest: store.Manifest) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------- create
 
-SUPPORTED_QUANT = {"F32": 0, "F16": 1, "Q8_0": 7, "Q4_K_S": 14, "Q4_K_M": 15, "Q4_K": 15, "BF16": 32}
+SUPPORTED_QUANT = {
+    "F32": 0,
+    "F16": 1,
+    "Q8_0": 7,
+    "Q4_K_S": 14,
+    "Q4_K_M": 15,
+    "Q4_K": 15,
+    "BF16": 32,
+}
 
 
-def _gguf_layer(digest: str, source_name: str, progress: Progress) -> tuple[store.Layer, ggufinfo.GGUFInfo]:
+def _gguf_layer(
+    digest: str, source_name: str, progress: Progress
+) -> tuple[store.Layer, ggufinfo.GGUFInfo]:
     progress({"status": "parsing GGUF"})
     path = store.blobs_path(digest)
     with open(path, "rb") as handle:
@@ -362,12 +379,24 @@ def _validate_copy(layer: store.Layer, progress: Progress) -> tuple[store.Layer,
     """Ollama re-serializes imported GGUF files with llama-quantize (COPY): a new blob."""
     src = store.blobs_path(layer.digest)
     total = layer.size
-    progress({"status": "validating GGUF model", "digest": "0000000000000000000", "total": total, "completed": 0})
+    progress(
+        {
+            "status": "validating GGUF model",
+            "digest": "0000000000000000000",
+            "total": total,
+            "completed": 0,
+        }
+    )
     with store.temp_in(os.path.dirname(src), "COPY") as (handle, tmp_path):
         ggufinfo.rewrite(src, handle)
         handle.flush()
         progress(
-            {"status": "validating GGUF model", "digest": "0000000000000000000", "total": total, "completed": total}
+            {
+                "status": "validating GGUF model",
+                "digest": "0000000000000000000",
+                "total": total,
+                "completed": total,
+            }
         )
         progress({"status": "verifying conversion"})
         handle.seek(0)
@@ -435,7 +464,9 @@ def create(
             pull(str(from_name), progress)
             source_manifest = store.read_manifest(from_name)
         for src in source_manifest.layers:
-            layer = store.layer_from_existing(src.digest, src.media_type, from_name.display_shortest())
+            layer = store.layer_from_existing(
+                src.digest, src.media_type, from_name.display_shortest()
+            )
             layer.name = src.name
             info = None
             if src.media_type in (store.MEDIA_MODEL, store.MEDIA_PROJECTOR, store.MEDIA_ADAPTER):
@@ -483,16 +514,20 @@ def create(
     quantize = str(request.get("quantize") or request.get("quantization") or "").upper()
     layers: list[store.Layer] = []
     families: list[str] = []
-    for layer, info, rewrite in base:
+    for base_layer, base_info, rewrite in base:
+        layer, info = base_layer, base_info
         if info is not None and layer.media_type == store.MEDIA_MODEL:
             if quantize:
                 if quantize not in SUPPORTED_QUANT:
                     raise RuntimeError(
-                        f"unsupported quantization type {quantize} - supported types are F32, F16, Q4_K_S, Q4_K_M, Q8_0"
+                        f"unsupported quantization type {quantize} - "
+                        "supported types are F32, F16, Q4_K_S, Q4_K_M, Q8_0"
                     )
                 current = ggufinfo.file_type_name(info.file_type)
                 if current not in ("F16", "BF16", "F32"):
-                    raise RuntimeError("quantization is only supported for F16, BF16 and F32 models")
+                    raise RuntimeError(
+                        "quantization is only supported for F16, BF16 and F32 models"
+                    )
                 if SUPPORTED_QUANT[quantize] != (info.file_type or 0):
                     raise RuntimeError("quantizing weights is not supported by this stand-in")
             if rewrite:
@@ -563,7 +598,10 @@ def create(
 
 
 def _message_json(message: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": str(message.get("role", "")).lower(), "content": message.get("content", "") or ""}
+    out: dict[str, Any] = {
+        "role": str(message.get("role", "")).lower(),
+        "content": message.get("content", "") or "",
+    }
     for key in ("thinking", "tool_name", "tool_call_id"):
         if message.get(key):
             out[key] = message[key]

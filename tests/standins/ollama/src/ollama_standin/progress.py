@@ -10,7 +10,18 @@ import time
 
 from .goformat import human_bytes
 
-_FRAMES = ["\u280b", "\u2819", "\u2839", "\u2838", "\u283c", "\u2834", "\u2826", "\u2827", "\u2807", "\u280f"]
+_FRAMES = [
+    "\u280b",
+    "\u2819",
+    "\u2839",
+    "\u2838",
+    "\u283c",
+    "\u2834",
+    "\u2826",
+    "\u2827",
+    "\u2807",
+    "\u280f",
+]
 
 
 class Spinner:
@@ -70,7 +81,7 @@ class Bar:
 
 
 class Progress:
-    def __init__(self, stream=None) -> None:  # noqa: ANN001
+    def __init__(self, stream=None) -> None:
         self.stream = stream or sys.stderr
         self.states: list[Spinner | Bar] = []
         self.pos = 0

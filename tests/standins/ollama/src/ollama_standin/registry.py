@@ -35,6 +35,7 @@ from .names import Name
 
 Progress = Callable[[dict], None]
 REDIRECT_CODES = (301, 302, 303, 307, 308)
+TLS_VERIFY = "tls: failed to verify certificate"
 
 
 class PullError(Exception):
@@ -64,10 +65,10 @@ def _go_net_error(exc: BaseException, host: str, port: int) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         code = getattr(exc, "verify_code", 0)
         if code == 62:
-            return f"tls: failed to verify certificate: x509: certificate is valid for other names, not {host}"
+            return f"{TLS_VERIFY}: x509: certificate is valid for other names, not {host}"
         if code == 10:
-            return "tls: failed to verify certificate: x509: certificate has expired or is not yet valid"
-        return "tls: failed to verify certificate: x509: certificate signed by unknown authority"
+            return f"{TLS_VERIFY}: x509: certificate has expired or is not yet valid"
+        return f"{TLS_VERIFY}: x509: certificate signed by unknown authority"
     if isinstance(exc, ssl.SSLError):
         if "WRONG_VERSION_NUMBER" in str(exc) or "wrong version number" in str(exc):
             return "http: server gave HTTP response to HTTPS client"
@@ -117,7 +118,9 @@ def _open(method: str, url: str, headers: dict[str, str], timeout: float | None)
         path += "?" + parts.query
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ssl.create_default_context())
+        conn = http.client.HTTPSConnection(
+            host, port, timeout=timeout, context=ssl.create_default_context()
+        )
     else:
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
     op = method[:1] + method[1:].lower()
@@ -156,7 +159,9 @@ def request(
     raise PullError(f'{method[:1] + method[1:].lower()} "{url}": stopped after 10 redirects')
 
 
-def request_checked(method: str, url: str, headers: dict[str, str] | None = None, **kwargs) -> Response:
+def request_checked(
+    method: str, url: str, headers: dict[str, str] | None = None, **kwargs
+) -> Response:
     """makeRequestWithRetry: 404 -> file does not exist, >=400 -> '<code>: <body>'."""
     resp = request(method, url, headers, **kwargs)
     if resp.status == 401:
@@ -206,13 +211,27 @@ def _download_blob(base: str, name: Name, digest: str, progress: Progress) -> bo
     progress({"status": status, "digest": digest, "total": total, "completed": completed})
     if completed < total or total == 0:
         direct = _direct_url(url)
-        _fetch_range(direct, partial, part_file, total, completed, status, digest, progress)
+        _fetch_range(
+            url=direct,
+            partial=partial,
+            part_file=part_file,
+            total=total,
+            completed=completed,
+            status=status,
+            digest=digest,
+            progress=progress,
+        )
     progress({"status": status, "digest": digest, "total": total, "completed": total})
     return False
 
 
 def _write_part(path: str, size: int, completed: int) -> None:
-    data = (json.dumps({"N": 0, "Offset": 0, "Size": size, "Completed": completed}, separators=(",", ":")) + "\n").encode()
+    data = (
+        json.dumps(
+            {"N": 0, "Offset": 0, "Size": size, "Completed": completed}, separators=(",", ":")
+        )
+        + "\n"
+    ).encode()
     with open(path, "wb") as handle:
         handle.write(data)
 
@@ -245,12 +264,22 @@ def _direct_url(url: str) -> str:
 
 
 def _fetch_range(
-    url: str, partial: str, part_file: str, total: int, completed: int, status: str, digest: str, progress: Progress
+    *,
+    url: str,
+    partial: str,
+    part_file: str,
+    total: int,
+    completed: int,
+    status: str,
+    digest: str,
+    progress: Progress,
 ) -> None:
     last_error: Exception | None = None
     for attempt in range(6):
         try:
-            resp = request("GET", url, {"Range": f"bytes={completed}-{max(total - 1, 0)}"}, timeout=30)
+            resp = request(
+                "GET", url, {"Range": f"bytes={completed}-{max(total - 1, 0)}"}, timeout=30
+            )
         except PullError as exc:
             last_error = exc
             time.sleep(min(2**attempt, 4))
@@ -275,7 +304,14 @@ def _fetch_range(
                     handle.write(chunk)
                     completed += len(chunk)
                     if time.monotonic() - last_report > 0.06:
-                        progress({"status": status, "digest": digest, "total": total, "completed": completed})
+                        progress(
+                            {
+                                "status": status,
+                                "digest": digest,
+                                "total": total,
+                                "completed": completed,
+                            }
+                        )
                         last_report = time.monotonic()
                 handle.truncate(total)
         except OSError as exc:
@@ -298,7 +334,9 @@ def _install_verified(digest: str) -> None:
         for path in (partial, part_file):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
-        raise PullError(f"digest mismatch, file must be downloaded again: want {digest}, got {actual}")
+        raise PullError(
+            f"digest mismatch, file must be downloaded again: want {digest}, got {actual}"
+        )
     os.chmod(partial, 0o644)
     with store.LOCK:
         os.replace(partial, final)

@@ -34,7 +34,11 @@ def discover_gpus() -> list[GPU]:
         return []
     try:
         proc = subprocess.run(
-            [binary, "--query-gpu=index,uuid,name,memory.total,memory.used", "--format=csv,noheader,nounits"],
+            [
+                binary,
+                "--query-gpu=index,uuid,name,memory.total,memory.used",
+                "--format=csv,noheader,nounits",
+            ],
             capture_output=True,
             text=True,
             timeout=10,
@@ -50,7 +54,15 @@ def discover_gpus() -> list[GPU]:
         if len(parts) < 5:
             continue
         try:
-            gpus.append(GPU(int(parts[0]), parts[1], parts[2], int(float(parts[3])) << 20, int(float(parts[4])) << 20))
+            gpus.append(
+                GPU(
+                    int(parts[0]),
+                    parts[1],
+                    parts[2],
+                    int(float(parts[3])) << 20,
+                    int(float(parts[4])) << 20,
+                )
+            )
         except ValueError:
             continue
     visible = envconfig.var("CUDA_VISIBLE_DEVICES")
@@ -86,7 +98,7 @@ class Runner:
 
 
 class Scheduler:
-    def __init__(self, gpus: list[GPU], log) -> None:  # noqa: ANN001
+    def __init__(self, gpus: list[GPU], log) -> None:
         self.gpus = gpus
         self.log = log
         self.lock = threading.Condition()

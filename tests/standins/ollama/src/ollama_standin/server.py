@@ -21,13 +21,12 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 from . import envconfig, ggufinfo, models, names, registry, sched, store, textgen, version
 from .gojson import (
     MAX_DURATION,
     EmptyBody,
-    GoMap,
     JSONSyntaxError,
     JSONTypeError,
     check_struct,
@@ -51,7 +50,12 @@ def log(level: str, message: str, source: str = "routes.go:1") -> None:
     now = time.time()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
     offset = time.localtime(now).tm_gmtoff or 0
-    stamp += "Z" if offset == 0 else f"{'+' if offset >= 0 else '-'}{abs(offset) // 3600:02d}:{abs(offset) % 3600 // 60:02d}"
+    stamp += (
+        "Z"
+        if offset == 0
+        else f"{'+' if offset >= 0 else '-'}{abs(offset) // 3600:02d}:"
+        f"{abs(offset) % 3600 // 60:02d}"
+    )
     if not message.startswith("msg="):
         message = f"msg={go_quote(message)}"
     with _log_lock:
@@ -65,7 +69,9 @@ def log(level: str, message: str, source: str = "routes.go:1") -> None:
 def _duration(raw: Any) -> int:
     """api.Duration.UnmarshalJSON, in ns."""
     if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
-        kind = {bool: "bool", list: "[]interface {}", dict: "map[string]interface {}"}.get(type(raw), "string")
+        kind = {bool: "bool", list: "[]interface {}", dict: "map[string]interface {}"}.get(
+            type(raw), "string"
+        )
         raise JSONTypeError(f"Unsupported type: '{kind}'")
     if isinstance(raw, str):
         try:
@@ -84,10 +90,13 @@ def _think(raw: Any) -> Any:
     if isinstance(raw, str):
         if raw not in ("high", "medium", "low", "max"):
             raise JSONTypeError(
-                f'invalid think value: {go_quote(raw)} (must be "high", "medium", "low", "max", true, or false)'
+                f"invalid think value: {go_quote(raw)} "
+                '(must be "high", "medium", "low", "max", true, or false)'
             )
         return raw
-    raise JSONTypeError('think must be a boolean or string ("high", "medium", "low", "max", true, or false)')
+    raise JSONTypeError(
+        'think must be a boolean or string ("high", "medium", "low", "max", true, or false)'
+    )
 
 
 MESSAGE = (
@@ -106,15 +115,17 @@ MESSAGE = (
 )
 OPTIONS = ("map", "any", "map[string]interface {}")
 GENERATE = {
-    "model": "string", "prompt": "string", "suffix": "string", "system": "string", "template": "string",
-    "context": ("slice", "int", "[]int"), "stream": ("ptr", "bool"), "raw": "bool", "format": "any",
-    "keep_alive": _duration, "images": "any", "options": OPTIONS, "think": _think,
-    "truncate": ("ptr", "bool"), "shift": ("ptr", "bool"), "logprobs": "bool", "top_logprobs": "int",
+    "model": "string", "prompt": "string", "suffix": "string", "system": "string",
+    "template": "string", "context": ("slice", "int", "[]int"), "stream": ("ptr", "bool"),
+    "raw": "bool", "format": "any", "keep_alive": _duration, "images": "any", "options": OPTIONS,
+    "think": _think, "truncate": ("ptr", "bool"), "shift": ("ptr", "bool"), "logprobs": "bool",
+    "top_logprobs": "int",
 }  # fmt: skip
 CHAT = {
     "model": "string", "messages": ("slice", MESSAGE, "[]api.Message"), "stream": ("ptr", "bool"),
     "format": "any", "keep_alive": _duration, "tools": "any", "options": OPTIONS, "think": _think,
-    "truncate": ("ptr", "bool"), "shift": ("ptr", "bool"), "logprobs": "bool", "top_logprobs": "int",
+    "truncate": ("ptr", "bool"), "shift": ("ptr", "bool"), "logprobs": "bool",
+    "top_logprobs": "int",
 }  # fmt: skip
 CREATE = {
     "model": "string", "stream": ("ptr", "bool"), "quantize": "string", "draft_quantize": "string",
@@ -126,7 +137,14 @@ CREATE = {
     "name": "string", "quantization": "string",
 }  # fmt: skip
 DELETE = {"model": "string", "name": "string"}
-SHOW = {"model": "string", "system": "string", "template": "string", "verbose": "bool", "options": OPTIONS, "name": "string"}
+SHOW = {
+    "model": "string",
+    "system": "string",
+    "template": "string",
+    "verbose": "bool",
+    "options": OPTIONS,
+    "name": "string",
+}
 PULL = {
     "model": "string", "insecure": "bool", "username": "string", "password": "string",
     "stream": ("ptr", "bool"), "name": "string",
@@ -174,7 +192,9 @@ class OllamaServer:
             raise ValueError("invalid model name")
         return store.existing_name(name)
 
-    def options_for(self, model: models.Model, request_options: dict[str, Any] | None) -> dict[str, Any]:
+    def options_for(
+        self, model: models.Model, request_options: dict[str, Any] | None
+    ) -> dict[str, Any]:
         opts: dict[str, Any] = {
             "num_predict": -1, "num_keep": 4, "temperature": 0.8, "top_k": 40, "top_p": 0.9,
             "typical_p": 1.0, "repeat_last_n": 64, "repeat_penalty": 1.0, "seed": -1,
@@ -184,11 +204,30 @@ class OllamaServer:
             for key, value in source.items():
                 if value is None:
                     continue
-                if key in ("num_predict", "num_keep", "top_k", "seed", "num_ctx", "num_batch", "num_gpu", "repeat_last_n", "main_gpu", "num_thread"):
+                if key in (
+                    "num_predict",
+                    "num_keep",
+                    "top_k",
+                    "seed",
+                    "num_ctx",
+                    "num_batch",
+                    "num_gpu",
+                    "repeat_last_n",
+                    "main_gpu",
+                    "num_thread",
+                ):
                     if isinstance(value, bool) or not isinstance(value, (int, float)):
                         raise HTTPError(500, f'option "{key}" must be of type integer')
                     opts[key] = int(value)
-                elif key in ("temperature", "top_p", "min_p", "typical_p", "repeat_penalty", "presence_penalty", "frequency_penalty"):
+                elif key in (
+                    "temperature",
+                    "top_p",
+                    "min_p",
+                    "typical_p",
+                    "repeat_penalty",
+                    "presence_penalty",
+                    "frequency_penalty",
+                ):
                     if isinstance(value, bool) or not isinstance(value, (int, float)):
                         raise HTTPError(500, f'option "{key}" must be of type float32')
                     opts[key] = float(value)
@@ -204,11 +243,15 @@ class OllamaServer:
                     log("WARN", f'msg="invalid option provided" option={key}')
         return opts
 
-    def runner_for(self, model: models.Model, opts: dict[str, Any], keep_alive: int | None) -> sched.Runner:
+    def runner_for(
+        self, model: models.Model, opts: dict[str, Any], keep_alive: int | None
+    ) -> sched.Runner:
         info: ggufinfo.GGUFInfo | None = None
         if model.model_path:
             if not os.path.exists(model.model_path):
-                raise HTTPError(404, f"model {go_quote(model.short_name)} not found, try pulling it first")
+                raise HTTPError(
+                    404, f"model {go_quote(model.short_name)} not found, try pulling it first"
+                )
             try:
                 info = ggufinfo.read(model.model_path)
             except ggufinfo.GGUFError as exc:
@@ -227,11 +270,19 @@ class OllamaServer:
                 heads = int(info.arch_value("attention.head_count") or 1) or 1
                 heads_kv = int(info.arch_value("attention.head_count_kv") or heads)
                 embd = int(info.arch_value("embedding_length") or 0)
-                head_dim = int(info.arch_value("attention.key_length") or (embd // heads if heads else 0))
-                kv_bytes = {"q8_0": 1.0, "q4_0": 0.5}.get(envconfig.var("OLLAMA_KV_CACHE_TYPE"), 2.0)
+                head_dim = int(
+                    info.arch_value("attention.key_length") or (embd // heads if heads else 0)
+                )
+                kv_bytes = {"q8_0": 1.0, "q4_0": 0.5}.get(
+                    envconfig.var("OLLAMA_KV_CACHE_TYPE"), 2.0
+                )
                 size += int(2 * blocks * num_ctx * heads_kv * head_dim * kv_bytes)
             size_vram = min(size, max(vram_free, 0)) if self.gpus else 0
-            log("INFO", f'msg="loaded model" model={model.short_name} num_ctx={num_ctx} size={size}', "sched.go:500")
+            log(
+                "INFO",
+                f'msg="loaded model" model={model.short_name} num_ctx={num_ctx} size={size}',
+                "sched.go:500",
+            )
             return sched.Runner(
                 name=str(model.name),
                 short=model.short_name,
@@ -271,7 +322,7 @@ class Stream:
                 self.items.put(HTTPError(500, str(exc)))
             except FileNotFoundError as exc:
                 self.items.put(HTTPError(500, store.go_os_error(exc)))
-            except Exception as exc:  # noqa: BLE001 - reported to the client like Go's errors
+            except Exception as exc:
                 self.items.put(HTTPError(500, str(exc) or type(exc).__name__))
             self.items.put(self.END)
 
@@ -295,7 +346,7 @@ class Handler(BaseHTTPRequestHandler):
     app: OllamaServer
 
     # gin's routes, with their allowed methods
-    ROUTES = {
+    ROUTES: ClassVar[dict[str, tuple[str, ...]]] = {
         "/": ("GET", "HEAD"),
         "/api/version": ("GET", "HEAD"),
         "/api/tags": ("GET", "HEAD"),
@@ -316,7 +367,7 @@ class Handler(BaseHTTPRequestHandler):
         "/v1/models": ("GET",),
     }
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def send_response(self, code: int, message: str | None = None) -> None:
@@ -356,7 +407,11 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         remaining = length
         while remaining > 0:
-            data = self.rfile.read1(min(remaining, 1 << 20)) if hasattr(self.rfile, "read1") else self.rfile.read(min(remaining, 1 << 20))
+            data = (
+                self.rfile.read1(min(remaining, 1 << 20))
+                if hasattr(self.rfile, "read1")
+                else self.rfile.read(min(remaining, 1 << 20))
+            )
             if not data:
                 raise EOFError
             remaining -= len(data)
@@ -368,7 +423,9 @@ class Handler(BaseHTTPRequestHandler):
         for key, value in getattr(self, "_extra_headers", {}).items():
             self.send_header(key, value)
 
-    def send_json(self, status: int, value: Any, content_type: str = "application/json; charset=utf-8") -> None:
+    def send_json(
+        self, status: int, value: Any, content_type: str = "application/json; charset=utf-8"
+    ) -> None:
         body = dumps(value).encode()
         self.send_bytes(status, body, content_type)
 
@@ -460,7 +517,7 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
             return
-        except Exception as exc:  # noqa: BLE001 - a 500 like gin's recovery, logged
+        except Exception as exc:
             log("ERROR", f"msg={go_quote('handler failed: ' + repr(exc))}")
             with contextlib.suppress(Exception):
                 self.send_error_json(500, str(exc))
@@ -475,7 +532,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _route(self) -> None:
         if version.BROKEN == "http500":
-            self.send_error_json(500, "ollama runtime failed to initialize (deliberately broken test build)")
+            self.send_error_json(
+                500, "ollama runtime failed to initialize (deliberately broken test build)"
+            )
             return
         path = urllib.parse.urlsplit(self.path).path
         if not self._cors_and_host():
@@ -533,7 +592,9 @@ class Handler(BaseHTTPRequestHandler):
         if origin:
             allowed = any(
                 fnmatch.fnmatchcase(origin, pattern) for pattern in envconfig.allowed_origins()
-            ) or origin.startswith(("chrome-extension://", "moz-extension://", "safari-web-extension://"))
+            ) or origin.startswith(
+                ("chrome-extension://", "moz-extension://", "safari-web-extension://")
+            )
             if not allowed:
                 self.send_bytes(403, b"", None)
                 return False
@@ -545,7 +606,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_header(
                     "Access-Control-Allow-Methods", "GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS"
                 )
-                self.send_header("Access-Control-Allow-Headers", self.headers.get("Access-Control-Request-Headers", ""))
+                self.send_header(
+                    "Access-Control-Allow-Headers",
+                    self.headers.get("Access-Control-Request-Headers", ""),
+                )
                 self.send_header("Access-Control-Max-Age", "43200")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -586,8 +650,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def api_ps(self) -> None:
         out = []
-        for runner in sorted(self.app.scheduler.loaded(), key=lambda r: -(r.expires_at_ns or MAX_DURATION)):
-            expires = runner.expires_at_ns or (time.time_ns() + runner.session_ns if runner.session_ns < MAX_DURATION // 2 else time.time_ns() + MAX_DURATION // 2)
+        for runner in sorted(
+            self.app.scheduler.loaded(), key=lambda r: -(r.expires_at_ns or MAX_DURATION)
+        ):
+            expires = runner.expires_at_ns or (
+                time.time_ns() + runner.session_ns
+                if runner.session_ns < MAX_DURATION // 2
+                else time.time_ns() + MAX_DURATION // 2
+            )
             out.append(
                 {
                     "name": runner.short,
@@ -638,7 +708,9 @@ class Handler(BaseHTTPRequestHandler):
             handle.close()
             actual = "sha256:" + hasher.hexdigest()
             if actual != digest:
-                raise HTTPError(400, f"digest mismatch, expected {go_quote(digest)}, got {go_quote(actual)}")
+                raise HTTPError(
+                    400, f"digest mismatch, expected {go_quote(digest)}, got {go_quote(actual)}"
+                )
             with store.LOCK:
                 if not os.path.exists(path):
                     os.chmod(tmp_path, 0o644)
@@ -758,7 +830,12 @@ class Handler(BaseHTTPRequestHandler):
         app = self.app
 
         def work(emit: Callable[[dict], None]) -> None:
-            registry.pull(str(name) if name.scheme == "https" else f"{name.scheme}://{name}", insecure, emit, app.no_prune)
+            registry.pull(
+                str(name) if name.scheme == "https" else f"{name.scheme}://{name}",
+                insecure,
+                emit,
+                app.no_prune,
+            )
 
         stream = Stream(work)
         if req.get("stream") is False:
@@ -775,7 +852,9 @@ class Handler(BaseHTTPRequestHandler):
         raise HTTPError(501, "embeddings are not implemented by this stand-in")
 
     # ---- inference
-    def _load_for_inference(self, raw: str, not_found_status: int) -> tuple[names.Name, models.Model]:
+    def _load_for_inference(
+        self, raw: str, not_found_status: int
+    ) -> tuple[names.Name, models.Model]:
         try:
             name = self.app.resolve(raw)
         except ValueError as exc:
@@ -821,9 +900,23 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_json(200, _gen_resp(raw, "", done=True, done_reason="load"))
                 return
             system = req.get("system") or model.system
-            rendered = "\n".join(filter(None, [system, *[m["content"] for m in model.messages], prompt]))
-            gen = self._generate(model, rendered, prompt, opts, think, req.get("format"), runner.context_length)
-            stream = Stream(lambda emit: self._emit_generate(emit, raw, gen, start, loaded, bool(think)))
+            rendered = "\n".join(
+                filter(None, [system, *[m["content"] for m in model.messages], prompt])
+            )
+            gen = self._generate(
+                model,
+                rendered=rendered,
+                last_user=prompt,
+                opts=opts,
+                think=think,
+                fmt=req.get("format"),
+                num_ctx=runner.context_length,
+            )
+            stream = Stream(
+                lambda emit: self._emit_generate(
+                    emit, model_name=raw, gen=gen, start=start, loaded=loaded
+                )
+            )
             if req.get("stream") is False:
                 self._collect_generate(stream)
             else:
@@ -832,12 +925,31 @@ class Handler(BaseHTTPRequestHandler):
             self.app.scheduler.release(runner)
 
     def _generate(
-        self, model: models.Model, rendered: str, last_user: str, opts: dict[str, Any], think: Any, fmt: Any, num_ctx: int
+        self,
+        model: models.Model,
+        *,
+        rendered: str,
+        last_user: str,
+        opts: dict[str, Any],
+        think: Any,
+        fmt: Any,
+        num_ctx: int,
     ) -> dict[str, Any]:
         want_think = think not in (None, False)
         json_format = fmt not in (None, "", b"")
-        generation = textgen.generate(model.digest, rendered, last_user, opts, want_think, json_format)
-        prompt_tokens = min(textgen.count_tokens(rendered) + 4, num_ctx) if num_ctx else textgen.count_tokens(rendered) + 4
+        generation = textgen.generate(
+            model.digest,
+            rendered,
+            last_user=last_user,
+            options=opts,
+            think=want_think,
+            json_format=json_format,
+        )
+        prompt_tokens = (
+            min(textgen.count_tokens(rendered) + 4, num_ctx)
+            if num_ctx
+            else textgen.count_tokens(rendered) + 4
+        )
         limit = opts.get("num_predict", -1)
         stops = opts.get("stop") or []
         pieces: list[tuple[str, str]] = [("thinking", p) for p in generation.thinking] + [
@@ -864,7 +976,13 @@ class Handler(BaseHTTPRequestHandler):
         return {"pieces": out, "done_reason": done_reason, "prompt_tokens": prompt_tokens}
 
     def _emit_generate(
-        self, emit: Callable[[dict], None], model_name: str, gen: dict[str, Any], start: int, loaded: int, think: bool
+        self,
+        emit: Callable[[dict], None],
+        *,
+        model_name: str,
+        gen: dict[str, Any],
+        start: int,
+        loaded: int,
     ) -> None:
         eval_start = time.monotonic_ns()
         for kind, piece in gen["pieces"]:
@@ -875,7 +993,16 @@ class Handler(BaseHTTPRequestHandler):
         now = time.monotonic_ns()
         final = _gen_resp(model_name, "", done=True, done_reason=gen["done_reason"])
         final["context"] = list(range(1, gen["prompt_tokens"] + len(gen["pieces"]) + 1))
-        final.update(_metrics(start, loaded, eval_start, now, gen["prompt_tokens"], len(gen["pieces"])))
+        final.update(
+            _metrics(
+                start=start,
+                loaded=loaded,
+                eval_start=eval_start,
+                now=now,
+                prompt_tokens=gen["prompt_tokens"],
+                eval_tokens=len(gen["pieces"]),
+            )
+        )
         emit(final)
 
     def _collect_generate(self, stream: Stream) -> None:
@@ -915,7 +1042,12 @@ class Handler(BaseHTTPRequestHandler):
         if "completion" not in caps:
             raise HTTPError(400, f"{go_quote(raw)} does not support chat")
         if req.get("tools") and "tools" not in caps:
-            raise HTTPError(400, f"registry.ollama.ai/library/{raw} does not support tools" if "/" not in raw else f"{raw} does not support tools")
+            raise HTTPError(
+                400,
+                f"registry.ollama.ai/library/{raw} does not support tools"
+                if "/" not in raw
+                else f"{raw} does not support tools",
+            )
         opts = self.app.options_for(model, req.get("options"))
         runner = self.app.runner_for(model, opts, keep_alive)
         loaded = time.monotonic_ns()
@@ -927,9 +1059,23 @@ class Handler(BaseHTTPRequestHandler):
             if messages[0].get("role") != "system" and model.system:
                 msgs = [{"role": "system", "content": model.system}, *msgs]
             rendered = "\n".join(f"{m.get('role', '')}: {m.get('content') or ''}" for m in msgs)
-            last_user = next((m.get("content") or "" for m in reversed(msgs) if m.get("role") == "user"), "")
-            gen = self._generate(model, rendered, last_user, opts, think, req.get("format"), runner.context_length)
-            stream = Stream(lambda emit: self._emit_chat(emit, raw, gen, start, loaded))
+            last_user = next(
+                (m.get("content") or "" for m in reversed(msgs) if m.get("role") == "user"), ""
+            )
+            gen = self._generate(
+                model,
+                rendered=rendered,
+                last_user=last_user,
+                opts=opts,
+                think=think,
+                fmt=req.get("format"),
+                num_ctx=runner.context_length,
+            )
+            stream = Stream(
+                lambda emit: self._emit_chat(
+                    emit, model_name=raw, gen=gen, start=start, loaded=loaded
+                )
+            )
             if openai:
                 self._openai_write(stream, req)
             elif req.get("stream") is False:
@@ -939,7 +1085,15 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             self.app.scheduler.release(runner)
 
-    def _emit_chat(self, emit: Callable[[dict], None], model_name: str, gen: dict[str, Any], start: int, loaded: int) -> None:
+    def _emit_chat(
+        self,
+        emit: Callable[[dict], None],
+        *,
+        model_name: str,
+        gen: dict[str, Any],
+        start: int,
+        loaded: int,
+    ) -> None:
         eval_start = time.monotonic_ns()
         for kind, piece in gen["pieces"]:
             if kind == "thinking":
@@ -948,7 +1102,16 @@ class Handler(BaseHTTPRequestHandler):
                 emit(_chat_resp(model_name, piece, done=False))
         now = time.monotonic_ns()
         final = _chat_resp(model_name, "", done=True, done_reason=gen["done_reason"])
-        final.update(_metrics(start, loaded, eval_start, now, gen["prompt_tokens"], len(gen["pieces"])))
+        final.update(
+            _metrics(
+                start=start,
+                loaded=loaded,
+                eval_start=eval_start,
+                now=now,
+                prompt_tokens=gen["prompt_tokens"],
+                eval_tokens=len(gen["pieces"]),
+            )
+        )
         emit(final)
 
     def _collect_chat(self, stream: Stream) -> None:
@@ -975,7 +1138,14 @@ class Handler(BaseHTTPRequestHandler):
         entries.sort(key=lambda e: (-e[0], e[1]))
         for seconds, _key, name, _manifest in entries:
             short = name.display_shortest()
-            data.append({"id": short, "object": "model", "created": seconds, "owned_by": names.parse(short).namespace})
+            data.append(
+                {
+                    "id": short,
+                    "object": "model",
+                    "created": seconds,
+                    "owned_by": names.parse(short).namespace,
+                }
+            )
         self.send_json(200, {"object": "list", "data": data or None}, "application/json")
 
     def v1_retrieve(self, model: str) -> None:
@@ -987,13 +1157,22 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.send_json(
             200,
-            {"id": model, "object": "model", "created": manifest.mtime_ns // 1_000_000_000, "owned_by": names.parse(model).namespace},
+            {
+                "id": model,
+                "object": "model",
+                "created": manifest.mtime_ns // 1_000_000_000,
+                "owned_by": names.parse(model).namespace,
+            },
             "application/json",
         )
 
     def _openai_error(self, status: int, message: str) -> None:
         kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
-        self.send_json(status, {"error": {"message": message, "type": kind, "param": None, "code": None}}, "application/json")
+        self.send_json(
+            status,
+            {"error": {"message": message, "type": kind, "param": None, "code": None}},
+            "application/json",
+        )
 
     def v1_unsupported(self) -> None:
         self._read_body()
@@ -1009,7 +1188,9 @@ class Handler(BaseHTTPRequestHandler):
             self._openai_error(400, str(exc))
             return
         if not isinstance(value, dict):
-            self._openai_error(400, "json: cannot unmarshal into Go value of type openai.ChatCompletionRequest")
+            self._openai_error(
+                400, "json: cannot unmarshal into Go value of type openai.ChatCompletionRequest"
+            )
             return
         messages = value.get("messages") or []
         if not messages:
@@ -1019,15 +1200,24 @@ class Handler(BaseHTTPRequestHandler):
         for message in messages:
             content = message.get("content")
             if isinstance(content, list):
-                text = "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+                text = "".join(
+                    part.get("text", "")
+                    for part in content
+                    if isinstance(part, dict) and part.get("type") == "text"
+                )
                 content = text
             elif not isinstance(content, str):
                 if message.get("tool_calls") is None:
-                    self._openai_error(400, f"invalid message content type: {type(content).__name__}")
+                    self._openai_error(
+                        400, f"invalid message content type: {type(content).__name__}"
+                    )
                     return
                 content = ""
             chat_messages.append({"role": str(message.get("role", "")).lower(), "content": content})
-        options: dict[str, Any] = {"temperature": value.get("temperature", 1.0), "top_p": value.get("top_p", 1.0)}
+        options: dict[str, Any] = {
+            "temperature": value.get("temperature", 1.0),
+            "top_p": value.get("top_p", 1.0),
+        }
         if value.get("max_tokens") is not None:
             options["num_predict"] = value["max_tokens"]
         if value.get("seed") is not None:
@@ -1037,10 +1227,16 @@ class Handler(BaseHTTPRequestHandler):
             options["stop"] = [stop]
         elif isinstance(stop, list):
             options["stop"] = [s for s in stop if isinstance(s, str)]
-        effort = (value.get("reasoning") or {}).get("effort") if isinstance(value.get("reasoning"), dict) else value.get("reasoning_effort")
+        effort = (
+            (value.get("reasoning") or {}).get("effort")
+            if isinstance(value.get("reasoning"), dict)
+            else value.get("reasoning_effort")
+        )
         think: Any = None
         if effort:
-            think = {"none": False, "minimal": "low", "xhigh": "max", "ultra": "max"}.get(effort, effort)
+            think = {"none": False, "minimal": "low", "xhigh": "max", "ultra": "max"}.get(
+                effort, effort
+            )
         fmt = None
         rf = value.get("response_format")
         if isinstance(rf, dict) and rf.get("type") in ("json_object", "json_schema"):
@@ -1083,7 +1279,13 @@ class Handler(BaseHTTPRequestHandler):
                     "created": created,
                     "model": last["model"],
                     "system_fingerprint": "fp_ollama",
-                    "choices": [{"index": 0, "message": message, "finish_reason": last.get("done_reason") or None}],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "finish_reason": last.get("done_reason") or None,
+                        }
+                    ],
                     "usage": _usage(last),
                 },
                 "application/json",
@@ -1104,7 +1306,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.end_headers()
                 started = True
             msg = item["message"]
-            empty_trailer = item["done"] and not first and not msg.get("content") and not msg.get("thinking")
+            empty_trailer = (
+                item["done"] and not first and not msg.get("content") and not msg.get("thinking")
+            )
             if not empty_trailer:
                 delta: dict[str, Any] = {}
                 if first:
@@ -1116,7 +1320,9 @@ class Handler(BaseHTTPRequestHandler):
                 self._write_chunk(b"data: " + dumps(chunk).encode() + b"\n\n")
                 first = False
             if item["done"]:
-                finish = _openai_chunk(ident, created, item["model"], {}, item.get("done_reason") or "stop")
+                finish = _openai_chunk(
+                    ident, created, item["model"], {}, item.get("done_reason") or "stop"
+                )
                 self._write_chunk(b"data: " + dumps(finish).encode() + b"\n\n")
                 if (req.get("stream_options") or {}).get("include_usage"):
                     usage_chunk = dict(finish)
@@ -1138,7 +1344,9 @@ def _insert_after(d: dict[str, Any], after: str, key: str, value: Any) -> dict[s
     return out
 
 
-def _openai_chunk(ident: str, created: int, model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+def _openai_chunk(
+    ident: str, created: int, model: str, delta: dict[str, Any], finish: str | None
+) -> dict[str, Any]:
     return {
         "id": ident,
         "object": "chat.completion.chunk",
@@ -1152,10 +1360,16 @@ def _openai_chunk(ident: str, created: int, model: str, delta: dict[str, Any], f
 def _usage(resp: dict[str, Any]) -> dict[str, int]:
     prompt = int(resp.get("prompt_eval_count", 0))
     completion = int(resp.get("eval_count", 0))
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
-def _metrics(start: int, loaded: int, eval_start: int, now: int, prompt_tokens: int, eval_tokens: int) -> dict[str, int]:
+def _metrics(
+    *, start: int, loaded: int, eval_start: int, now: int, prompt_tokens: int, eval_tokens: int
+) -> dict[str, int]:
     total = max(now - start, 1)
     load = max(loaded - start, 1)
     prompt_eval = max(eval_start - loaded, 1)
@@ -1169,8 +1383,14 @@ def _metrics(start: int, loaded: int, eval_start: int, now: int, prompt_tokens: 
     return out
 
 
-def _gen_resp(model: str, response: str, done: bool, done_reason: str = "", thinking: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {"model": model, "created_at": format_time(time.time_ns(), utc=True), "response": response}
+def _gen_resp(
+    model: str, response: str, done: bool, done_reason: str = "", thinking: str = ""
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "model": model,
+        "created_at": format_time(time.time_ns(), utc=True),
+        "response": response,
+    }
     if thinking:
         out["thinking"] = thinking
     out["done"] = done
@@ -1179,11 +1399,18 @@ def _gen_resp(model: str, response: str, done: bool, done_reason: str = "", thin
     return out
 
 
-def _chat_resp(model: str, content: str, done: bool, done_reason: str = "", thinking: str = "") -> dict[str, Any]:
+def _chat_resp(
+    model: str, content: str, done: bool, done_reason: str = "", thinking: str = ""
+) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if thinking:
         message["thinking"] = thinking
-    out: dict[str, Any] = {"model": model, "created_at": format_time(time.time_ns(), utc=True), "message": message, "done": done}
+    out: dict[str, Any] = {
+        "model": model,
+        "created_at": format_time(time.time_ns(), utc=True),
+        "message": message,
+        "done": done,
+    }
     if done_reason:
         out["done_reason"] = done_reason
     return out
@@ -1254,8 +1481,14 @@ def serve() -> int:
     env = " ".join(f"{k}:{v}" for k, v in sorted(envconfig.values().items()))
     log("INFO", f'msg="server config" env="map[{env}]"', "routes.go:1950")
     if version.BROKEN == "exit":
-        log("ERROR", 'msg="failed to initialize the runtime (deliberately broken test build)"', "routes.go:1958")
-        sys.stderr.write("Error: unable to initialize llm runtime: deliberately broken test build\n")
+        log(
+            "ERROR",
+            'msg="failed to initialize the runtime (deliberately broken test build)"',
+            "routes.go:1958",
+        )
+        sys.stderr.write(
+            "Error: unable to initialize llm runtime: deliberately broken test build\n"
+        )
         httpd.server_close()
         return 1
     try:
@@ -1265,13 +1498,18 @@ def serve() -> int:
             try:
                 store.list_manifests(continue_on_error=False)
             except ValueError as exc:
-                log("WARN", f'msg="corrupt manifests detected, skipping prune operation.  Re-pull or delete to clear" error="{exc}"')
+                log(
+                    "WARN",
+                    'msg="corrupt manifests detected, skipping prune operation.  '
+                    f'Re-pull or delete to clear" error="{exc}"',
+                )
             else:
                 store.prune_layers(log)
                 store.prune_directory(store.manifests_dir())
                 store.manifests_dir()
     except OSError as exc:
-        sys.stderr.write(f"Error: {exc.strerror if exc.strerror and ':' in exc.strerror else store.go_os_error(exc, 'mkdir')}\n")
+        reason = exc.strerror if exc.strerror and ":" in exc.strerror else None
+        sys.stderr.write(f"Error: {reason or store.go_os_error(exc, 'mkdir')}\n")
         httpd.server_close()
         return 1
     app = OllamaServer((bind_host, httpd.server_address[1]))
@@ -1280,18 +1518,27 @@ def serve() -> int:
         for gpu in app.gpus:
             log(
                 "INFO",
-                f'msg="inference compute" id={gpu.uuid} library=CUDA name=CUDA{gpu.index} description="{gpu.name}" '
-                f'total="{gpu.total / (1 << 30):.1f} GiB" available="{(gpu.total - gpu.used) / (1 << 30):.1f} GiB"',
+                f'msg="inference compute" id={gpu.uuid} library=CUDA name=CUDA{gpu.index} '
+                f'description="{gpu.name}" total="{gpu.total / (1 << 30):.1f} GiB" '
+                f'available="{(gpu.total - gpu.used) / (1 << 30):.1f} GiB"',
                 "types.go:42",
             )
     else:
-        log("INFO", 'msg="inference compute" id=cpu library=cpu compute="" name=cpu description=cpu', "types.go:60")
-    log("INFO", f'msg="vram-based default context" default_num_ctx={app.default_num_ctx}', "routes.go:2040")
+        log(
+            "INFO",
+            'msg="inference compute" id=cpu library=cpu compute="" name=cpu description=cpu',
+            "types.go:60",
+        )
+    log(
+        "INFO",
+        f'msg="vram-based default context" default_num_ctx={app.default_num_ctx}',
+        "routes.go:2040",
+    )
     actual = envconfig.join_host_port(bind_host, str(httpd.server_address[1]))
     log("INFO", f'msg="Listening on {actual} (version {version.VERSION})"', "routes.go:1990")
     stop = threading.Event()
 
-    def on_signal(signum: int, frame: Any) -> None:  # noqa: ARG001
+    def on_signal(signum: int, frame: Any) -> None:
         stop.set()
         threading.Thread(target=httpd.shutdown, daemon=True).start()
 

@@ -68,7 +68,9 @@ def _mkdirs(path: str) -> None:
     try:
         os.makedirs(path, mode=0o755, exist_ok=True)
     except OSError as exc:
-        raise OSError(exc.errno, go_os_error(exc, "mkdir") + ": ensure path elements are traversable") from exc
+        raise OSError(
+            exc.errno, go_os_error(exc, "mkdir") + ": ensure path elements are traversable"
+        ) from exc
 
 
 def manifests_dir() -> str:
@@ -131,7 +133,11 @@ class Layer:
     status: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        out: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": self.size,
+        }
         if self.from_:
             out["from"] = self.from_
         if self.name:
@@ -298,7 +304,11 @@ def list_manifests(continue_on_error: bool = True) -> dict[Name, Manifest]:
 
 def _listdir(path: str) -> list[str]:
     try:
-        return [e for e in os.listdir(path) if os.path.isdir(os.path.join(path, e)) or os.path.isfile(os.path.join(path, e))]
+        return [
+            e
+            for e in os.listdir(path)
+            if os.path.isdir(os.path.join(path, e)) or os.path.isfile(os.path.join(path, e))
+        ]
     except (NotADirectoryError, FileNotFoundError):
         return []
 
@@ -360,7 +370,7 @@ def fix_blobs() -> None:
                 os.replace(os.path.join(dirpath, filename), os.path.join(dirpath, f"sha256-{rest}"))
 
 
-def prune_layers(log) -> None:  # noqa: ANN001 - a logging callable
+def prune_layers(log) -> None:
     """PruneLayers at serve start: unreferenced blobs older than the grace period go;
     invalid names (e.g. partial downloads) older than it go too."""
     blobs = blobs_path("")

@@ -17,18 +17,20 @@ from typing import Any
 
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
-_WORDS = (
-    "model server cluster node memory cache request token context answer question data "
-    "value system process thread network storage latency throughput queue batch layer "
-    "weight tensor kernel device driver service config policy tier fleet host inventory "
-    "rollout version release mirror registry digest manifest blob template parameter "
-    "stream chunk response result error status health check metric report plan step "
-    "first second next then also however because therefore simple clear stable fast "
-    "small large local private secure careful useful reliable efficient reasonable "
-    "the a an this that each every some many few more less most best good better "
-    "is are was be can will should could would may might must does do has have "
-    "run use keep load read write send check build test verify compare measure "
-    "and or but so if when while after before with without for from into over under"
+_WORDS = " ".join(
+    (
+        "model server cluster node memory cache request token context answer question data",
+        "value system process thread network storage latency throughput queue batch layer",
+        "weight tensor kernel device driver service config policy tier fleet host inventory",
+        "rollout version release mirror registry digest manifest blob template parameter",
+        "stream chunk response result error status health check metric report plan step first",
+        "second next then also however because therefore simple clear stable fast small large",
+        "local private secure careful useful reliable efficient reasonable the a an this that",
+        "each every some many few more less most best good better is are was be can will",
+        "should could would may might must does do has have run use keep load read write send",
+        "check build test verify compare measure and or but so if when while after before",
+        "with without for from into over under",
+    )
 ).split()
 
 _THINK_OPENERS = (
@@ -85,6 +87,7 @@ def seed_for(model_digest: str, prompt: str, options: dict[str, Any]) -> int:
 def generate(
     model_digest: str,
     prompt: str,
+    *,
     last_user: str,
     options: dict[str, Any],
     think: bool,
