@@ -1,0 +1,154 @@
+"""localllm.fleet.gpu_facts: the facts it reports from the probe, and the module end to end.
+
+The end-to-end tests run the module through `ansible` on the controller with the lab's
+nvidia-smi and lspci stand-ins first in PATH, answering from a hardware profile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.localllm.fleet.plugins.modules import gpu_facts
+
+REPO = Path(__file__).resolve().parents[2]
+PROBES = Path(__file__).resolve().parent / "fixtures" / "nvidia" / "probe"
+STANDINS = REPO / "tests" / "standins"
+ANSIBLE = REPO / ".venv" / "bin" / "ansible"
+
+
+def from_probe(name: str) -> dict:
+    return gpu_facts.complete(gpu_facts.facts_from_probe((PROBES / f"lab-{name}.txt").read_text()))
+
+
+def test_h100x8_reports_eight_hoppers_behind_nvswitch():
+    facts = from_probe("h100x8")
+    assert facts["gpu_count"] == 8
+    assert facts["architectures"] == ["hopper"]
+    assert facts["nvswitch"] is True
+    assert facts["nvswitch_count"] == 4
+    assert facts["driver_version"] == "550.54.15"
+    assert facts["nvidia_smi"]["status"] == "ok"
+
+
+def test_rtx4090_has_no_fabric():
+    facts = from_probe("rtx4090")
+    assert facts["gpu_count"] == 1
+    assert facts["architectures"] == ["ada"]
+    assert facts["nvswitch"] is False
+
+
+def test_nodriver_host_is_known_from_pci_only():
+    facts = from_probe("nodriver")
+    assert facts["nvidia_smi"]["status"] == "not_installed"
+    assert facts["gpu_count"] == 1
+    assert facts["gpus"][0]["name"] == "AD102GL [L40S]"
+    assert facts["architectures"] == ["ada"]
+    assert facts["driver_version"] is None
+
+
+def test_cpu_host_has_nothing():
+    facts = from_probe("cpu")
+    assert facts["gpu_count"] == 0
+    assert facts["nvswitch"] is False
+
+
+def test_broken_driver_still_lists_the_gpu():
+    facts = from_probe("broken")
+    assert facts["nvidia_smi"]["status"] == "driver_not_loaded"
+    assert facts["gpu_count"] == 1
+    assert facts["architectures"] == ["ampere"]
+
+
+def test_unreadable_probe_output_raises():
+    with pytest.raises(gpu_facts.ProbeError, match="not recognised"):
+        gpu_facts.facts_from_probe("Welcome to host!\n")
+
+
+def test_inventory_devices_are_taken_as_given():
+    devices = [
+        {"index": 0, "name": "NVIDIA H100 80GB HBM3", "compute_cap": "9.0", "driver": "570.133.20"}
+    ]
+    facts = gpu_facts.complete(gpu_facts.facts_from_inventory(devices, True))
+    assert facts["source"] == "inventory"
+    assert facts["nvswitch"] is True
+    assert facts["architectures"] == ["hopper"]
+    assert facts["driver_version"] == "570.133.20"
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+def lab_root(tmp_path: Path, profile: str) -> dict:
+    root = tmp_path / "root"
+    (root / "etc" / "localllm-lab").mkdir(parents=True)
+    (root / "opt" / "localllm-lab" / "share").mkdir(parents=True)
+    shutil.copy(
+        STANDINS / "hardware" / "profiles" / f"{profile}.json",
+        root / "etc" / "localllm-lab" / "hardware.json",
+    )
+    shutil.copy(
+        STANDINS / "hardware" / "gpus.json", root / "opt" / "localllm-lab" / "share" / "gpus.json"
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shutil.copy(STANDINS / "lspci", bin_dir / "lspci")
+    if json.loads((STANDINS / "hardware" / "profiles" / f"{profile}.json").read_text())["driver"]:
+        shutil.copy(STANDINS / "nvidia-smi", bin_dir / "nvidia-smi")
+    env = dict(os.environ)
+    env.update(
+        LOCALLLM_LAB_ROOT=str(root),
+        PATH=f"{bin_dir}:/usr/bin:/bin",
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+        ANSIBLE_PYTHON_INTERPRETER=shutil.which("python3", path="/usr/bin:/bin") or "python3",
+    )
+    return env
+
+
+def run_module(env: dict, args: str) -> tuple[int, dict]:
+    result = subprocess.run(
+        [
+            str(ANSIBLE),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "localhost",
+            "-m",
+            "localllm.fleet.gpu_facts",
+            "-a",
+            args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        check=False,
+        timeout=120,
+    )
+    output = json.loads(result.stdout)
+    return result.returncode, output["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+@pytest.mark.skipif(not ANSIBLE.exists(), reason="needs the project venv (scripts/setup)")
+def test_module_decides_open_modules_for_the_nodriver_profile(tmp_path):
+    rc, result = run_module(lab_root(tmp_path, "nodriver"), "module_flavour=auto branch=570")
+    assert rc == 0, result
+    assert result["changed"] is False
+    assert result["gpu_count"] == 1
+    assert result["nvidia_smi"]["status"] == "not_installed"
+    assert result["module_flavour"]["flavour"] == "open"
+
+
+@pytest.mark.skipif(not ANSIBLE.exists(), reason="needs the project venv (scripts/setup)")
+def test_module_fails_with_the_reason_when_the_flavour_cannot_work(tmp_path):
+    rc, result = run_module(lab_root(tmp_path, "h100x8"), "module_flavour=open branch=470")
+    assert rc != 0
+    assert "branch 470 has no open modules" in result["msg"]
