@@ -789,3 +789,23 @@ def test_broken_release_never_becomes_healthy(broken_artifact: Path, tmp_path: P
         exiting.clean_stderr.splitlines()[-1]
         == "Error: unable to initialize llm runtime: deliberately broken test build"
     )
+
+
+def test_gpus_come_from_nvidia_smi_and_cuda_visible_devices(
+    artifact: Path, tmp_path: Path, tiny_gguf: Path
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text('#!/bin/sh\necho "0, GPU-4090-one, NVIDIA GeForce RTX 4090, 24564, 1"\n')
+    fake.chmod(0o755)
+    path = f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+    with serving(artifact, tmp_path / "gpu", PATH=path) as server:
+        assert any("default_num_ctx=32768" in line for line in server.log)
+        create(server, "g", tiny_gguf)
+        server.post("/api/generate", {"model": "g", "prompt": "hi", "stream": False})
+        assert re.search(r"100% GPU +32768 ", server.run("ps").stdout)
+    with serving(
+        artifact, tmp_path / "hidden", PATH=path, CUDA_VISIBLE_DEVICES="GPU-other"
+    ) as server:
+        assert any("default_num_ctx=4096" in line for line in server.log)
