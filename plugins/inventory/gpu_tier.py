@@ -51,7 +51,8 @@ options:
   source:
     description:
       - Another inventory source (a file or directory in YAML, INI or any enabled plugin's
-        format), relative to this file. Its hosts, groups and variables are added to the inventory and probed.
+        format), relative to this file. Its hosts, groups and variables are added to the
+        inventory and probed.
       - When neither O(hosts) nor O(source) is given, the hosts already in the inventory are
         probed (put this file after the other sources, like M(ansible.builtin.constructed)).
     type: str
@@ -419,7 +420,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     self.inventory.set_variable(name, key, value)
                 for group_name in groups:
                     group = self.inventory.add_group(str(group_name))
-                    self.inventory.add_child(group, name)
+                    self.inventory.add_host(name, group=group)
                 names.append(name)
         sources = [path]
         return [
@@ -437,6 +438,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             raise AnsibleParserError(
                 f"{path}: option `source`: {source} does not exist (paths are relative to "
                 "this file)"
+            )
+        if os.path.isdir(source) and os.path.realpath(path).startswith(
+            os.path.realpath(source) + os.sep
+        ):
+            raise AnsibleParserError(
+                f"{path}: option `source` is the directory holding this file, so its `source` "
+                "leads back to this gpu_tier file; point it at the inventory file with the hosts "
+                "(e.g. hosts.yml)"
             )
         if os.path.isfile(source) and self.verify_file(source):
             raise AnsibleParserError(
@@ -470,7 +479,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 self.inventory.set_variable(host.name, key, value)
             for group in host.get_groups():
                 if group.name != "all":
-                    self.inventory.add_child(group.name, host.name)
+                    self.inventory.add_host(host.name, group=group.name)
             hosts.append(_Host(host.name, self._host_variables(host, [source])))
         return hosts
 
@@ -644,7 +653,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             for key, value in plan.to_vars().items():
                 self.inventory.set_variable(host.name, key, _untrusted(value))
             for group in plan.groups:
-                self.inventory.add_child(group, host.name)
+                # add_host, not add_child: a host may share its name with a group (the
+                # lab has a host called `cpu`), and add_child would pick the group.
+                self.inventory.add_host(host.name, group=group)
             for warning in plan.warnings:
                 self.display.warning(f"gpu_tier: {host.name}: {warning}")
             if plan.status == STATUS_UNREACHABLE:

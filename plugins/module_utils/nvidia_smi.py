@@ -445,7 +445,12 @@ def parse_query(text: str, rc: int = 0, fields: tuple[str, ...] | None = None) -
 
     gpus: list[GpuDevice] = []
     for number, row in enumerate(rows, 1):
-        cells = [c.strip() for c in row.split(",")]
+        raw = row.split(",")
+        extra = len(raw) - len(columns)
+        if extra > 0 and "name" in columns:  # nvidia-smi does not quote: commas stay in names
+            at = columns.index("name")
+            raw = [*raw[:at], ",".join(raw[at : at + extra + 1]), *raw[at + extra + 1 :]]
+        cells = [c.strip() for c in raw]
         if len(cells) != len(columns):
             return NvidiaSmiResult(
                 STATUS_GARBAGE,

@@ -833,7 +833,7 @@ def decide(  # noqa: PLR0917 - policy, hardware, overrides: the natural call rea
     elif placement == "unknown":
         usable = 0
         text = (
-            f"{prefix}; {spec.name} at num_ctx {primary.num_ctx} needs {primary.need_mib} MiB "
+            f"{prefix}{spec.name} at num_ctx {primary.num_ctx} needs {primary.need_mib} MiB "
             f"(fit not checked: memory unknown){cap_text}"
         )
     else:

@@ -605,7 +605,16 @@ def probe_ssh(
         )
     except paramiko.SSHException as error:
         text = str(error)
-        if "banner" in text.lower():
+        transport = client.get_transport()
+        handshake_done = transport is not None and getattr(transport, "host_key", None) is not None
+        if handshake_done and not transport.is_authenticated():
+            # paramiko re-raises the last key-loading error when every key was refused
+            keys = ", ".join(target.key_files) or "agent and default keys"
+            return failed(
+                f"authentication failed for {who} ({keys}): {text}; check ansible_user, "
+                "ansible_ssh_private_key_file and the host's authorized_keys"
+            )
+        if "banner" in text.lower() or not getattr(transport, "remote_version", ""):
             return failed(
                 f"no SSH server answered on {where} within {settings.connect_timeout:g} s "
                 f"({text}): is this port sshd?"

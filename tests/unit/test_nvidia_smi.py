@@ -418,3 +418,9 @@ def test_probe_script_reports_exit_codes_of_failing_tools(tmp_path):
     assert report.nvidia_smi.status == ns.STATUS_VERSION_MISMATCH
     assert report.nvidia_smi.rc == 18
     assert report.pci.gpus[0].description == "TU104GL [Tesla T4]"
+
+
+def test_a_comma_inside_a_gpu_name_stays_in_the_name():
+    text = "index, name, memory.total [MiB], driver_version\n0, Acme, Inc. GPU, 16384, 550.54.15\n"
+    (gpu,) = ns.parse_query(text).gpus
+    assert (gpu.name, gpu.memory_mib) == ("Acme, Inc. GPU", 16384)

@@ -1,0 +1,506 @@
+"""The gpu_tier inventory plugin with a fake prober: vars, groups, constructed, cache, errors."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+FIXTURES = Path(__file__).parent / "fixtures" / "nvidia"
+REPO = Path(__file__).resolve().parents[2]
+LAB_PROFILES = ("h100x8", "rtx4090", "rtx4090x2", "t4", "cpu", "broken", "nodriver")
+
+
+def _install_collection_loader():
+    """The plugin as Ansible loads it (collection loader, documented options).
+
+    Other test modules import `ansible_collections.localllm.fleet` as a plain namespace
+    package; the collection loader refuses a package it did not load, so those entries are
+    dropped before it is installed.
+    """
+    from ansible.plugins.loader import init_plugin_loader, inventory_loader
+    from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
+
+    if not any(isinstance(f, _AnsibleCollectionFinder) for f in sys.meta_path):
+        for name in [m for m in sys.modules if m.split(".")[0] == "ansible_collections"]:
+            del sys.modules[name]
+        init_plugin_loader([str(REPO / "collections")])
+    plugin = inventory_loader.get("localllm.fleet.gpu_tier")
+    assert plugin is not None, "localllm.fleet.gpu_tier did not load"
+    return inventory_loader
+
+
+LOADER = _install_collection_loader()
+
+
+def new_plugin():
+    return LOADER.get("localllm.fleet.gpu_tier")
+
+
+ssh_probe = sys.modules["ansible_collections.localllm.fleet.plugins.plugin_utils.ssh_probe"]
+
+from ansible.errors import AnsibleParserError
+from ansible.inventory.data import InventoryData
+from ansible.inventory.manager import _InventoryDataWrapper
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+from ansible.utils.display import Display
+
+
+class FakeProber:
+    """Answers each host with a canned probe output (or an error) and records the calls."""
+
+    def __init__(self, answers: dict[str, str | Exception]) -> None:
+        self.answers = answers
+        self.calls: list[list] = []
+
+    def __call__(self, targets, settings, warn):
+        self.calls.append(list(targets))
+        result = {}
+        for target in targets:
+            answer = self.answers.get(target.name, self.answers.get("*"))
+            if isinstance(answer, Exception):
+                result[target.name] = ssh_probe.Outcome(target.name, None, str(answer))
+            else:
+                result[target.name] = ssh_probe.Outcome(target.name, answer, None, 0)
+        return result
+
+    @property
+    def probed(self) -> list[str]:
+        return [t.name for call in self.calls for t in call]
+
+
+def lab_output(profile: str) -> str:
+    return (FIXTURES / "probe" / f"lab-{profile}.txt").read_text()
+
+
+def lab_answers() -> dict[str, str | Exception]:
+    answers: dict[str, str | Exception] = {p: lab_output(p) for p in LAB_PROFILES}
+    answers["down"] = Exception("connection to 127.0.0.1:42299 timed out after 10 s")
+    return answers
+
+
+class Build:
+    """One inventory build, as `ansible-inventory` does it (wrapper, parse, cache flush)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.config = tmp_path / "fleet.gpu_tier.yml"
+
+    def __call__(self, config: dict, prober: FakeProber, cache: bool = True, inventory=None):
+        self.config.write_text(yaml.safe_dump(config))
+        plugin = new_plugin()
+        plugin.prober = prober
+        data = inventory or InventoryData()
+        data.current_source = str(self.config)
+        wrapper = _InventoryDataWrapper(data, target_plugin=plugin, origin=None)
+        plugin.parse(wrapper, DataLoader(), str(self.config), cache=cache)
+        with contextlib.suppress(AttributeError):  # as InventoryManager: no cache plugin loaded
+            plugin.update_cache_if_changed()
+        return data
+
+
+@pytest.fixture
+def build(tmp_path):
+    return Build(tmp_path)
+
+
+def hosts_config(**extra) -> dict:
+    config = {
+        "plugin": "localllm.fleet.gpu_tier",
+        "hosts": [
+            {"name": p, "vars": {"ansible_host": "127.0.0.1", "ansible_port": 42201 + i}}
+            for i, p in enumerate(LAB_PROFILES)
+        ]
+        + [{"name": "down", "vars": {"ansible_port": 42299}, "groups": ["rack9"]}],
+        "vars": {"ansible_user": "fleet"},
+    }
+    config.update(extra)
+    return config
+
+
+def members(inventory, group: str) -> set[str]:
+    return {h.name for h in inventory.groups[group].get_hosts()}
+
+
+def hostvars(inventory, host: str) -> dict:
+    return inventory.get_host(host).get_vars()
+
+
+# ------------------------------------------------------------------------------ vars and groups
+
+
+def test_the_lab_fleet_lands_in_the_right_tiers_and_groups(build):
+    inventory = build(hosts_config(), FakeProber(lab_answers()))
+    assert members(inventory, "tier_frontier") == {"h100x8"}
+    assert members(inventory, "tier_large") == {"rtx4090x2"}
+    assert members(inventory, "tier_medium") == {"rtx4090"}
+    assert members(inventory, "tier_small") == {"t4"}
+    assert members(inventory, "tier_tiny") == {"cpu"}
+    assert members(inventory, "gpu") == {
+        "h100x8",
+        "rtx4090",
+        "rtx4090x2",
+        "t4",
+        "broken",
+        "nodriver",
+    }
+    assert members(inventory, "cpu") == {"cpu"}
+    assert members(inventory, "gpu_driver_needed") == {"broken", "nodriver"}
+    assert members(inventory, "gpu_unreachable") == {"down"}
+    assert members(inventory, "tier_compact") == set()  # every tier group exists
+    assert members(inventory, "rack9") == {"down"}
+
+
+def test_host_variables(build):
+    inventory = build(hosts_config(), FakeProber(lab_answers()))
+    h100 = hostvars(inventory, "h100x8")
+    assert h100["gpu_count"] == 8
+    assert h100["gpu_memory_mib_total"] == 652472
+    assert h100["gpu_nvswitch"] is True
+    assert h100["gpu_tier"] == "frontier"
+    assert h100["gpu_tier_num_ctx"] == 32768
+    assert h100["ollama_models"][0]["name"] == "deepseek-r1:671b"
+    assert h100["gpu_devices"][3]["index"] == 3
+    assert h100["gpu_devices"][3]["driver"] == "550.54.15"
+    assert h100["gpu_devices"][3]["architecture"] == "hopper"
+    assert h100["gpu_tier_reason"].startswith("tier frontier: 8 x NVIDIA H100 80GB HBM3")
+    assert h100["host_cpu_count"] == 2
+    down = hostvars(inventory, "down")
+    assert (down["gpu_tier"], down["ollama_models"], down["gpu_probe_status"]) == (
+        None,
+        None,
+        "unreachable",
+    )
+    assert "timed out" in down["gpu_tier_reason"]
+    nodriver = hostvars(inventory, "nodriver")
+    assert nodriver["gpu_count"] == 1
+    assert nodriver["gpu_devices"][0]["architecture"] == "ada"
+    assert "install it" in nodriver["gpu_tier_reason"]
+
+
+def test_hosts_as_a_mapping_and_patterns(build):
+    prober = FakeProber({"*": lab_output("t4")})
+    config = {
+        "plugin": "localllm.fleet.gpu_tier",
+        "hosts": {"node[1:3].example": {"ansible_user": "ops"}, "single:2222": None},
+    }
+    inventory = build(config, prober)
+    assert set(inventory.hosts) == {"node1.example", "node2.example", "node3.example", "single"}
+    assert hostvars(inventory, "single")["ansible_port"] == 2222
+    assert members(inventory, "tier_small") == set(inventory.hosts)
+
+
+def test_hosts_from_a_source_inventory_with_templated_connection_vars(build, tmp_path):
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / "hosts.yml").write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "vars": {
+                        "ansible_host": "127.0.0.1",
+                        "ansible_user": "fleet",
+                        "ansible_ssh_private_key_file": "{{ inventory_dir }}/../.lab/id_ed25519",
+                        "ansible_ssh_common_args": "-o UserKnownHostsFile={{ inventory_dir }}/kh",
+                    },
+                    "children": {
+                        "lab": {
+                            "hosts": {
+                                p: {"ansible_port": 42201 + i, "lab_profile": p}
+                                for i, p in enumerate(LAB_PROFILES)
+                            }
+                        }
+                    },
+                }
+            }
+        )
+    )
+    build.config = lab / "lab.gpu_tier.yml"
+    prober = FakeProber(lab_answers())
+    inventory = build({"plugin": "localllm.fleet.gpu_tier", "source": "hosts.yml"}, prober)
+    targets = {t.name: t for t in prober.calls[0]}
+    assert targets["t4"].port == 42204
+    assert targets["t4"].user == "fleet"
+    assert targets["t4"].key_files == (str(tmp_path / ".lab" / "id_ed25519"),)
+    assert targets["t4"].known_hosts == (str(lab / "kh"),)
+    assert members(inventory, "lab") == set(LAB_PROFILES)
+    assert hostvars(inventory, "t4")["lab_profile"] == "t4"
+    assert hostvars(inventory, "t4")["inventory_dir"] == str(lab)
+    assert members(inventory, "tier_small") == {"t4"}
+
+
+def test_hosts_already_in_the_inventory(build):
+    data = InventoryData()
+    for name in ("rtx4090", "cpu"):
+        data.add_host(name)
+        data.set_variable(name, "ansible_host", "127.0.0.1")
+    prober = FakeProber(lab_answers())
+    inventory = build({"plugin": "localllm.fleet.gpu_tier"}, prober, inventory=data)
+    assert sorted(prober.probed) == ["cpu", "rtx4090"]
+    assert members(inventory, "tier_medium") == {"rtx4090"}
+
+
+def test_group_level_overrides_pin_models_and_cap_context(build):
+    config = hosts_config()
+    config["hosts"] = [
+        {"name": "rtx4090", "groups": ["research"]},
+        {"name": "t4", "vars": {"gpu_tier_max_context": 8192}},
+    ]
+    data = InventoryData()
+    data.add_group("research")
+    data.set_variable("research", "gpu_tier_models", ["qwq:32b"])
+    inventory = build(config, FakeProber(lab_answers()), inventory=data)
+    assert [m["name"] for m in hostvars(inventory, "rtx4090")["ollama_models"]] == ["qwq:32b"]
+    assert hostvars(inventory, "rtx4090")["ollama_models"][0]["family"] == "qwq"
+    assert hostvars(inventory, "t4")["gpu_tier_num_ctx"] == 8192
+
+
+def test_policy_option_selects_a_fleet_wide_alternative(build):
+    config = hosts_config(policy={"tier_models": {"medium": ["gemma3:27b"]}})
+    inventory = build(config, FakeProber(lab_answers()))
+    assert hostvars(inventory, "rtx4090")["ollama_models"][0]["name"] == "gemma3:27b"
+
+
+# ------------------------------------------------------------------------------ constructed
+
+
+def test_compose_groups_and_keyed_groups(build):
+    config = hosts_config(
+        compose={
+            "ollama_context_length": "gpu_tier_num_ctx",
+            "vram_gib": "(gpu_memory_mib_total or 0) // 1024",
+        },
+        groups={"big_iron": "gpu_memory_mib_total is not none and gpu_memory_mib_total > 100000"},
+        keyed_groups=[
+            {"key": "gpu_probe_status", "prefix": "probe"},
+            {"key": "gpu_devices | map(attribute='name') | list", "prefix": "model"},
+        ],
+    )
+    inventory = build(config, FakeProber(lab_answers()))
+    assert hostvars(inventory, "t4")["ollama_context_length"] == 16384
+    assert hostvars(inventory, "h100x8")["vram_gib"] == 637
+    assert members(inventory, "big_iron") == {"h100x8"}
+    assert members(inventory, "probe_driver_needed") == {"broken", "nodriver"}
+    assert members(inventory, "model_NVIDIA_GeForce_RTX_4090") == {"rtx4090", "rtx4090x2"}
+
+
+def test_strict_compose_error_names_the_host(build):
+    config = hosts_config(strict=True, compose={"x": "no_such_variable + 1"})
+    config["hosts"] = ["t4"]
+    with pytest.raises(AnsibleParserError, match="Could not set x for host t4"):
+        build(config, FakeProber(lab_answers()))
+
+
+def test_without_strict_a_failing_expression_is_skipped(build):
+    config = hosts_config(compose={"x": "no_such_variable + 1"})
+    config["hosts"] = ["t4"]
+    inventory = build(config, FakeProber(lab_answers()))
+    assert "x" not in hostvars(inventory, "t4")
+
+
+# ------------------------------------------------------------------------------ faults
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (Exception("authentication failed for fleet@127.0.0.1:42202"), "authentication failed"),
+        (Exception("unknown host key ssh-ed25519 SHA256:abc"), "unknown host key"),
+        (
+            "Welcome!\nThis account is locked.\n",
+            "probe output unreadable: the probe's output is not",
+        ),
+        ("@@localllm-probe 1\n@@begin nvidia-smi-query\n0, NVIDIA H1", "truncated"),
+        (
+            "@@localllm-probe 1\n@@begin nvidia-smi-query\n"
+            + (FIXTURES / "query-gb10-memory-na.txt").read_text()
+            + "@@rc 0\n@@begin lspci\n@@rc 0\n@@end\n",
+            "memory cannot be sized",
+        ),
+    ],
+)
+def test_a_faulty_host_is_unreachable_with_its_reason_and_others_unaffected(build, answer, reason):
+    answers = lab_answers()
+    answers["rtx4090"] = answer
+    inventory = build(hosts_config(), FakeProber(answers))
+    assert "rtx4090" in members(inventory, "gpu_unreachable")
+    assert reason in hostvars(inventory, "rtx4090")["gpu_tier_reason"]
+    assert hostvars(inventory, "rtx4090")["gpu_tier"] is None
+    assert members(inventory, "tier_medium") == set()
+    assert members(inventory, "tier_frontier") == {"h100x8"}
+
+
+def test_strict_fails_listing_every_unreadable_host(build):
+    answers = lab_answers()
+    answers["t4"] = "garbage"
+    with pytest.raises(AnsibleParserError, match=r"2 of 8 host\(s\) could not be read") as caught:
+        build(hosts_config(strict=True), FakeProber(answers))
+    assert "down: probe failed: connection to 127.0.0.1:42299 timed out" in str(caught.value)
+    assert "t4: probe output unreadable" in str(caught.value)
+
+
+def test_unreachable_hosts_are_warned_about(build, monkeypatch):
+    warnings: list[str] = []
+    monkeypatch.setattr(Display, "warning", lambda self, msg, *a, **k: warnings.append(msg))
+    build(hosts_config(), FakeProber(lab_answers()))
+    assert any("gpu_unreachable: down" in w for w in warnings)
+
+
+def test_an_operator_pin_serves_a_host_the_probe_cannot_reach(build):
+    config = hosts_config()
+    config["hosts"] = [{"name": "down", "vars": {"gpu_tier_pin": "small"}}]
+    inventory = build(config, FakeProber(lab_answers()))
+    assert hostvars(inventory, "down")["gpu_tier"] == "small"
+    assert members(inventory, "gpu_unreachable") == {"down"}
+    assert members(inventory, "tier_small") == {"down"}
+
+
+# ------------------------------------------------------------------------------ untrusted output
+
+
+def test_a_hostile_gpu_name_is_never_templated(build, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "pwned"
+    evil = "{{ lookup('pipe', 'touch pwned') }}"
+    query = "index, name, uuid, pci.bus_id, memory.total [MiB], driver_version, compute_cap, "
+    query += "mig.mode.current\n"
+    query += f"0, {evil}, GPU-11112222-3333-4444-5555-666677778888, 00000000:01:00.0, 24564, "
+    query += "550.54.15, 8.9, [N/A]\n"
+    output = f"@@localllm-probe 1\n@@begin nvidia-smi-query\n{query}@@rc 0\n"
+    output += "@@begin lspci\n@@rc 0\n@@end\n"
+    config = hosts_config(compose={"first_gpu": "gpu_devices[0].name"})
+    config["hosts"] = ["evil"]
+    inventory = build(config, FakeProber({"evil": output}))
+    variables = hostvars(inventory, "evil")
+    assert variables["gpu_devices"][0]["name"] == evil
+    assert variables["first_gpu"] == evil
+    templar = Templar(loader=DataLoader(), variables=variables)
+    assert templar.template(trust_as_template("{{ gpu_devices[0].name }}")) == evil
+    assert templar.template(trust_as_template("{{ first_gpu }}")) == evil
+    assert templar.template(variables["gpu_devices"][0]["name"]) == evil
+    assert not marker.exists()
+    # control: the same text from a trusted source does run, so the assertions above can fail
+    templar.template(trust_as_template(evil))
+    assert marker.exists()
+
+
+# ------------------------------------------------------------------------------ cache
+
+
+def cached_config(tmp_path: Path, **extra) -> dict:
+    return hosts_config(
+        cache=True,
+        cache_plugin="ansible.builtin.jsonfile",
+        cache_connection=str(tmp_path / "cache"),
+        **extra,
+    )
+
+
+def test_a_second_build_reads_the_cache_and_probes_nothing(build, tmp_path):
+    first = FakeProber(lab_answers())
+    build(cached_config(tmp_path), first)
+    assert sorted(first.probed) == sorted([*LAB_PROFILES, "down"])
+    second = FakeProber({})  # would make every host unreachable if asked
+    inventory = build(cached_config(tmp_path), second)
+    assert second.probed == ["down"]  # failures are not cached: probed again
+    assert members(inventory, "tier_frontier") == {"h100x8"}
+    assert members(inventory, "gpu_driver_needed") == {"broken", "nodriver"}
+
+
+def test_a_cache_miss_probes_only_new_or_moved_hosts(build, tmp_path):
+    build(cached_config(tmp_path), FakeProber(lab_answers()))
+    config = cached_config(tmp_path)
+    config["hosts"].append({"name": "newcomer", "vars": {"ansible_port": 42300}})
+    config["hosts"][1]["vars"]["ansible_port"] = 42999  # rtx4090 moved
+    answers = lab_answers()
+    answers["newcomer"] = lab_output("t4")
+    prober = FakeProber(answers)
+    inventory = build(config, prober)
+    assert sorted(prober.probed) == ["down", "newcomer", "rtx4090"]
+    assert members(inventory, "tier_small") == {"t4", "newcomer"}
+
+
+def test_refresh_ignores_the_cache_and_rewrites_it(build, tmp_path):
+    build(cached_config(tmp_path), FakeProber(lab_answers()))
+    answers = lab_answers()
+    answers["nodriver"] = lab_output("rtx4090")  # the driver got installed
+    refresh = FakeProber(answers)
+    inventory = build(cached_config(tmp_path), refresh, cache=False)
+    assert len(refresh.probed) == 8
+    assert hostvars(inventory, "nodriver")["gpu_tier"] == "medium"
+    after = FakeProber({})
+    inventory = build(cached_config(tmp_path), after)
+    assert hostvars(inventory, "nodriver")["gpu_tier"] == "medium"
+
+
+def test_cache_disabled_always_probes(build):
+    prober = FakeProber(lab_answers())
+    build(hosts_config(), prober)
+    build(hosts_config(), prober)
+    assert len(prober.probed) == 16
+
+
+# ------------------------------------------------------------------------------ bad configuration
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"pool_size": 0}, "option `pool_size` must be between 1 and 1000, got 0"),
+        ({"pool_size": "many"}, "pool_size"),
+        ({"connect_timeout": -1}, "option `connect_timeout` must be between 1"),
+        ({"pool": 10}, "unknown option `pool`; did you mean `pool_size`"),
+        ({"host_key_checking": "off"}, "host_key_checking"),
+        ({"source": "hosts.yml"}, "`hosts` and `source` are mutually exclusive"),
+        ({"hosts": "gpu01"}, "option `hosts` must be a list"),
+        ({"hosts": []}, "option `hosts` is empty"),
+        ({"hosts": [{"host": "gpu01"}]}, r"option `hosts\[0\]` must be a host name or a mapping"),
+        ({"hosts": [{"name": "a", "var": {}}]}, r"option `hosts\[0\]`: use keys name, vars"),
+        ({"policy": {"tier_models": {"medium": ["nope:1b"]}}}, "option policy.tier_models.medium"),
+        ({"policy": {"kv_cache_type": "q2"}}, "option policy.kv_cache_type"),
+    ],
+)
+def test_bad_configuration_raises_a_parser_error_naming_the_option(build, change, match):
+    config = hosts_config()
+    config.update(change)
+    with pytest.raises(AnsibleParserError, match=match):
+        build(config, FakeProber(lab_answers()))
+
+
+def test_a_missing_source_says_where_it_looked(build):
+    config = {"plugin": "localllm.fleet.gpu_tier", "source": "nowhere.yml"}
+    with pytest.raises(AnsibleParserError, match=r"option `source`: .*nowhere.yml does not exist"):
+        build(config, FakeProber({}))
+
+
+def test_a_source_that_leads_back_to_itself_is_refused(build):
+    config = {"plugin": "localllm.fleet.gpu_tier", "source": "."}
+    with pytest.raises(AnsibleParserError, match="leads back to this gpu_tier file"):
+        build(config, FakeProber({}))
+
+
+def test_a_bad_override_names_the_host_and_variable(build):
+    config = hosts_config()
+    config["hosts"] = [{"name": "t4", "vars": {"gpu_tier_pin": "enormous"}}]
+    with pytest.raises(AnsibleParserError, match="host t4: gpu_tier_pin: 'enormous' is not a tier"):
+        build(config, FakeProber(lab_answers()))
+
+
+def test_no_hosts_at_all_is_explained(build):
+    with pytest.raises(AnsibleParserError, match="no hosts to probe: give `hosts` or `source`"):
+        build({"plugin": "localllm.fleet.gpu_tier"}, FakeProber({}))
+
+
+def test_only_gpu_tier_file_names_are_claimed(tmp_path):
+    plugin = new_plugin()
+    for name, expected in (
+        ("lab.gpu_tier.yml", True),
+        ("gpu_tier.yaml", True),
+        ("hosts.yml", False),
+    ):
+        (tmp_path / name).write_text("plugin: localllm.fleet.gpu_tier\n")
+        assert plugin.verify_file(str(tmp_path / name)) is expected
