@@ -809,3 +809,72 @@ def test_gpus_come_from_nvidia_smi_and_cuda_visible_devices(
         artifact, tmp_path / "hidden", PATH=path, CUDA_VISIBLE_DEVICES="GPU-other"
     ) as server:
         assert any("default_num_ctx=4096" in line for line in server.log)
+
+
+def test_show_and_tags_output_shapes(server: Ollama, mirror: Path) -> None:
+    with registry(mirror) as port:
+        name = f"127.0.0.1:{port}/library/deepseek-r1:32b"
+        assert server.run("pull", "--insecure", name).code == 0
+    assert (
+        server.run("cp", name, "deepseek-r1:32b").stdout
+        == f"copied '{name}' to 'deepseek-r1:32b'\n"
+    )
+    shown = server.run("show", "deepseek-r1:32b")
+    assert shown.code == 0
+    assert shown.stdout.startswith(
+        "  Model\n"
+        "    architecture        qwen2     \n"
+        "    parameters          32.8B     \n"
+        "    context length      131072    \n"
+        "    embedding length    5120      \n"
+        "    quantization        Q4_K_M    \n"
+        "\n"
+        "  Capabilities\n"
+        "    completion    \n"
+        "    thinking      \n"
+        "\n"
+        "  Parameters\n"
+    )
+    assert "    temperature    0.6                          \n" in shown.stdout
+    assert server.run("show", "deepseek-r1:32b", "--parameters").stdout.splitlines()[-2:] == [
+        "temperature                    0.6",
+        "top_p                          0.95",
+    ]
+    template = server.run("show", "deepseek-r1:32b", "--template").stdout
+    assert (
+        template
+        == (mirror / "v2/library/deepseek-r1/blobs")
+        .joinpath(
+            json.loads((mirror / "v2/library/deepseek-r1/manifests/32b").read_text())["layers"][1][
+                "digest"
+            ]
+        )
+        .read_text()
+    )
+    tags = json.loads(server.request("GET", "/api/tags")[2])["models"]
+    entry = next(m for m in tags if m["name"] == "deepseek-r1:32b")
+    assert list(entry) == [
+        "name",
+        "model",
+        "modified_at",
+        "size",
+        "digest",
+        "details",
+        "capabilities",
+    ]
+    assert entry["details"] == {
+        "parent_model": "",
+        "format": "gguf",
+        "family": "qwen2",
+        "families": ["qwen2"],
+        "parameter_size": "32.8B",
+        "quantization_level": "Q4_K_M",
+        "context_length": 131072,
+        "embedding_length": 5120,
+    }
+    assert entry["capabilities"] == ["completion", "thinking"]
+    listed = server.run("list").stdout.splitlines()
+    id_column = listed[0].index("ID")
+    assert {row[id_column : id_column + 12] for row in listed[1:]} == {entry["digest"][:12]}
+    assert all(row.endswith("    ") for row in listed[1:])
+    assert listed[0].rstrip().endswith("MODIFIED") and listed[0].endswith(" ")
