@@ -830,12 +830,8 @@ class Handler(BaseHTTPRequestHandler):
         app = self.app
 
         def work(emit: Callable[[dict], None]) -> None:
-            registry.pull(
-                str(name) if name.scheme == "https" else f"{name.scheme}://{name}",
-                insecure,
-                emit,
-                app.no_prune,
-            )
+            # upstream passes DisplayShortest(): an explicit http:// scheme is dropped
+            registry.pull(name.display_shortest(), insecure, emit, app.no_prune)
 
         stream = Stream(work)
         if req.get("stream") is False:
