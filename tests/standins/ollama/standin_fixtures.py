@@ -6,12 +6,24 @@ workers through a file lock, exactly as `scripts/lab up` builds them.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 from standin_testing import Ollama, build_artifact, make_models, serving
+
+
+@contextlib.contextmanager
+def exclusive(path: str) -> Iterator[None]:
+    """An exclusive flock shared by the xdist workers of one session."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _shared(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
@@ -30,7 +42,7 @@ def artifact(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """The extracted release (prefix with bin/ollama and lib/ollama)."""
     root = _shared(tmp_path_factory, worker_id) / "ollama-standin"
     root.mkdir(exist_ok=True)
-    with FileLock(str(root / ".lock")):
+    with exclusive(str(root / ".lock")):
         prefix = root / "prefix-0.32.15"
         if not (prefix / "bin" / "ollama").exists():
             build_artifact(root)
@@ -41,7 +53,7 @@ def artifact(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
 def broken_artifact(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     root = _shared(tmp_path_factory, worker_id) / "ollama-standin-broken"
     root.mkdir(exist_ok=True)
-    with FileLock(str(root / ".lock")):
+    with exclusive(str(root / ".lock")):
         prefix = root / "prefix-0.32.16-http500"
         if not (prefix / "bin" / "ollama").exists():
             build_artifact(root, "0.32.16", "http500")
@@ -53,7 +65,7 @@ def broken_artifact(tmp_path_factory: pytest.TempPathFactory, worker_id: str) ->
 def mirror(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """make-models output: v2/ registry tree and models/ GGUF files."""
     root = _shared(tmp_path_factory, worker_id) / "ollama-mirror"
-    with FileLock(str(root) + ".lock"):
+    with exclusive(str(root) + ".lock"):
         if not (root / "models" / "SHA256SUMS").exists():
             make_models(root)
     return root
