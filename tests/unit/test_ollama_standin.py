@@ -884,3 +884,58 @@ def test_show_and_tags_output_shapes(server: Ollama, mirror: Path) -> None:
     assert {row[id_column : id_column + 12] for row in listed[1:]} == {entry["digest"][:12]}
     assert all(row.endswith("    ") for row in listed[1:])
     assert listed[0].rstrip().endswith("MODIFIED") and listed[0].endswith(" ")
+
+
+def test_blob_bytes_match_upstreams_own_test_expectations(server: Ollama) -> None:
+    """Digests from ollama/ollama v0.32.15 server/routes_create_test.go: the same requests
+    must produce byte-identical params, template, system and config blobs."""
+
+    def string(text: bytes) -> bytes:
+        return len(text).to_bytes(8, "little") + text
+
+    # createBinFile(t, nil, nil): a GGUF v3 with only general.architecture = "test"
+    gguf = (
+        b"GGUF"
+        + (3).to_bytes(4, "little")
+        + (0).to_bytes(8, "little")
+        + (1).to_bytes(8, "little")
+        + string(b"general.architecture")
+        + (8).to_bytes(4, "little")
+        + string(b"test")
+    )
+    digest = sha(gguf)
+    assert digest == "sha256:89a2116c3a82d6a97f59f748d86ed4417214353fd178ee54df418fde32495fad"
+    assert server.request("POST", f"/api/blobs/{digest}", gguf)[0] == 201
+
+    def create_model(body: dict) -> None:
+        status, _ct, lines = server.ndjson("/api/create", body)
+        assert (status, lines[-1]) == (200, {"status": "success"}), lines
+
+    def blob(hex_digest: str) -> Path:
+        return server.models / "blobs" / f"sha256-{hex_digest}"
+
+    params = {"temperature": 1, "top_k": 10, "stop": ["USER:", "ASSISTANT:"]}
+    create_model({"model": "test", "files": {"test.gguf": digest}, "parameters": params})
+    assert blob("1d0ad71299d48c2fb7ae2b98e683643e771f8a5b72be34942af90d97a91c1e37").exists()
+    assert blob("99759ad5b91e723db0393d698ffbb448b1b7df5ff6377a108c49254583b1bc8c").exists()
+    create_model(
+        {"model": "test2", "from": "test", "parameters": {"temperature": 0.6, "top_p": 0.7}}
+    )
+    merged = blob("e29a7b3c47287a2489c895d21fe413c20f859a85d20e749492f52a838e36e1ba")
+    assert (
+        merged.read_bytes()
+        == b'{"stop":["USER:","ASSISTANT:"],"temperature":0.6,"top_k":10,"top_p":0.7}\n'
+    )
+    create_model(
+        {
+            "model": "test2",
+            "from": "test",
+            "parameters": {"temperature": 0.6, "top_p": 0.7, "stop": ["<|endoftext|>"]},
+        }
+    )
+    assert blob("12f58bb75cb3042d69a7e013ab87fb3c3c7088f50ddc62f0c77bd332f0d44d35").exists()
+    assert not merged.exists()  # test2's previous params blob is no longer referenced
+    create_model({"model": "t", "files": {"test.gguf": digest}, "template": "{{ .Prompt }}"})
+    assert blob("b507b9c2f6ca642bffcd06665ea7c91f235fd32daeefdf875a0f938db05fb315").exists()
+    create_model({"model": "s", "files": {"test.gguf": digest}, "system": "Say hi!"})
+    assert blob("f29e82a8284dbdf5910b1555580ff60b04238b8da9d5e51159ada67a4d0d5851").exists()
