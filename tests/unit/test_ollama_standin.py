@@ -939,3 +939,92 @@ def test_blob_bytes_match_upstreams_own_test_expectations(server: Ollama) -> Non
     assert blob("b507b9c2f6ca642bffcd06665ea7c91f235fd32daeefdf875a0f938db05fb315").exists()
     create_model({"model": "s", "files": {"test.gguf": digest}, "system": "Say hi!"})
     assert blob("f29e82a8284dbdf5910b1555580ff60b04238b8da9d5e51159ada67a4d0d5851").exists()
+
+
+def test_show_layout_matches_upstreams_cmd_tests() -> None:
+    """Cases and expected output from ollama/ollama v0.32.15 cmd/cmd_test.go TestShowInfo."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "standins" / "ollama" / "src"))
+    from ollama_standin.cli import _show_info
+
+    details = {"family": "test", "parameter_size": "7B", "quantization_level": "FP16"}
+    bare = (
+        "  Model\n    architecture    test    \n    parameters      7B      \n"
+        "    quantization    FP16    \n\n"
+    )
+    assert _show_info({"details": details}, False) == bare
+    info = {
+        "general.architecture": "test",
+        "general.parameter_count": 7e9,
+        "test.context_length": 0.0,
+        "test.embedding_length": 0.0,
+    }
+    assert _show_info({"details": details, "model_info": info}, False) == (
+        "  Model\n"
+        "    architecture        test    \n"
+        "    parameters          7B      \n"
+        "    context length      0       \n"
+        "    embedding length    0       \n"
+        "    quantization        FP16    \n\n"
+    )
+    verbose = {
+        "details": {**details, "parameter_size": "8B"},
+        "parameters": "\n\t\t\tstop up",
+        "model_info": {
+            "general.architecture": "test",
+            "general.parameter_count": 8e9,
+            "some.true_bool": True,
+            "some.false_bool": False,
+            "test.context_length": 1000.0,
+            "test.embedding_length": 11434.0,
+        },
+        "tensors": [
+            {"name": "blk.0.attn_k.weight", "type": "BF16", "shape": [42, 3117]},
+            {"name": "blk.0.attn_q.weight", "type": "FP16", "shape": [3117, 42]},
+        ],
+    }
+    assert _show_info(verbose, True) == (
+        "  Model\n"
+        "    architecture        test     \n"
+        "    parameters          8B       \n"
+        "    context length      1000     \n"
+        "    embedding length    11434    \n"
+        "    quantization        FP16     \n\n"
+        "  Parameters\n"
+        "    stop    up    \n\n"
+        "  Metadata\n"
+        "    general.architecture       test     \n"
+        "    general.parameter_count    8e+09    \n"
+        "    some.false_bool            false    \n"
+        "    some.true_bool             true     \n"
+        "    test.context_length        1000     \n"
+        "    test.embedding_length      11434    \n\n"
+        "  Tensors\n"
+        "    blk.0.attn_k.weight    BF16    [42 3117]    \n"
+        "    blk.0.attn_q.weight    FP16    [3117 42]    \n\n"
+    )
+    params = "".join(
+        f"\n\t\t\t{line}"
+        for line in ("stop never", "stop gonna", "stop give", "stop you", "stop up")
+    )
+    params += "\n\t\t\ttemperature 99"
+    assert _show_info({"details": details, "parameters": params}, False) == bare[:-1] + (
+        "\n  Parameters\n"
+        "    stop           never    \n"
+        "    stop           gonna    \n"
+        "    stop           give     \n"
+        "    stop           you      \n"
+        "    stop           up       \n"
+        "    temperature    99       \n\n"
+    )
+    system = "You are a pirate!\nAhoy, matey!\nWeigh anchor!\n\t\t\t"
+    assert _show_info({"details": details, "system": system}, False) == bare + (
+        "  System\n    You are a pirate!    \n    Ahoy, matey!         \n"
+        "    ...                  \n\n"
+    )
+    license_text = "MIT License\nCopyright (c) Ollama\n"
+    assert _show_info({"details": details, "license": license_text}, False) == bare + (
+        "  License\n    MIT License             \n    Copyright (c) Ollama    \n\n"
+    )
+    assert _show_info({"details": details, "capabilities": ["vision", "tools"]}, False) == bare + (
+        "  Capabilities\n    vision    \n    tools     \n\n"
+    )
