@@ -1028,3 +1028,37 @@ def test_show_layout_matches_upstreams_cmd_tests() -> None:
     assert _show_info({"details": details, "capabilities": ["vision", "tools"]}, False) == bare + (
         "  Capabilities\n    vision    \n    tools     \n\n"
     )
+
+
+def test_list_layout_matches_upstreams_cmd_tests() -> None:
+    """TestListHandler in ollama/ollama v0.32.15 cmd/cmd_test.go."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "standins" / "ollama" / "src"))
+    from ollama_standin.goformat import human_bytes, human_time, render_table
+
+    now = time.time_ns()
+    hours = 3600 * 1_000_000_000
+    rows = [
+        [
+            "model1",
+            "sha256:abc123"[:12],
+            human_bytes(1024),
+            human_time(now - 24 * hours, "Never", now),
+        ],
+        [
+            "model2",
+            "sha256:def456"[:12],
+            human_bytes(2048),
+            human_time(now - 48 * hours, "Never", now),
+        ],
+    ]
+    assert render_table(rows, ["NAME", "ID", "SIZE", "MODIFIED"]) == (
+        "NAME      ID              SIZE      MODIFIED     \n"
+        "model1    sha256:abc12    1.0 KB    24 hours ago    \n"
+        "model2    sha256:def45    2.0 KB    2 days ago      \n"
+    )
+    assert [human_bytes(n) for n in (999, 4_700_000_000, 815_000_000, 43_000_000_000)] == [
+        "999 B",
+        "4.7 GB",
+        "815 MB",
+        "43 GB",
+    ]
