@@ -1,0 +1,185 @@
+"""scripts/gpu-tier and scripts/fleet-plan, run as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).parent / "fixtures" / "nvidia"
+# gpu-tier needs only the standard library: run it with the system interpreter when there is one
+PLAIN_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+
+
+def gpu_tier(*args: str, stdin: str = "") -> tuple[int, dict | None, str]:
+    result = subprocess.run(
+        [PLAIN_PYTHON, str(REPO / "scripts" / "gpu-tier"), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")},
+    )
+    document = json.loads(result.stdout) if result.stdout.strip() else None
+    return result.returncode, document, result.stderr
+
+
+def test_a_24_gb_card_from_stdin():
+    code, document, _ = gpu_tier(stdin=(FIXTURES / "query-rtx4090-header-units.txt").read_text())
+    assert code == 0
+    assert document["gpus"] == [{"name": "NVIDIA GeForce RTX 4090", "memory_mib": 24564}]
+    assert (document["gpu_count"], document["gpu_memory_mib_total"]) == (1, 24564)
+    assert (document["tier"], document["models"], document["error"]) == (
+        "medium",
+        ["deepseek-r1:32b"],
+        None,
+    )
+    assert document["reason"].startswith("tier medium:")
+
+
+def test_eight_h100_with_lspci_show_nvswitch_and_get_671b(tmp_path):
+    code, document, _ = gpu_tier(
+        "--lspci",
+        str(FIXTURES / "lspci-h100x8-default.txt"),
+        stdin=(FIXTURES / "query-h100x8-legacy-noheader-nounits.txt").read_text(),
+    )
+    assert code == 0
+    assert (document["tier"], document["models"]) == ("frontier", ["deepseek-r1:671b"])
+    assert document["gpu_nvswitch"] is True
+
+
+def test_a_failing_nvidia_smi_without_lspci_is_an_error_not_a_guess():
+    code, document, _ = gpu_tier("--rc", "127")
+    assert code == 3
+    assert document["tier"] is None
+    assert "cannot tell whether this host has GPUs" in document["error"]
+
+
+def test_no_nvidia_device_on_pci_means_cpu(tmp_path):
+    empty = tmp_path / "lspci.txt"
+    empty.write_text("")
+    code, document, _ = gpu_tier("--rc", "127", "--lspci", str(empty))
+    assert code == 0
+    assert (document["tier"], document["models"]) == ("tiny", ["deepseek-r1:1.5b"])
+
+
+def test_driver_not_loaded_reports_the_gpus_and_no_tier():
+    code, document, _ = gpu_tier(
+        "--rc",
+        "9",
+        "--lspci",
+        str(FIXTURES / "lspci-rtx4090x2-nn.txt"),
+        stdin=(FIXTURES / "fail-driver-not-loaded.txt").read_text(),
+    )
+    assert code == 3
+    assert document["gpu_count"] == 2
+    assert "not loaded" in document["error"]
+
+
+def test_whole_probe_output_and_overrides():
+    code, document, _ = gpu_tier(
+        "--probe",
+        "--models",
+        "qwq:32b",
+        "--max-context",
+        "4096",
+        stdin=(FIXTURES / "probe" / "lab-rtx4090.txt").read_text(),
+    )
+    assert code == 0
+    assert (document["models"], document["num_ctx"]) == (["qwq:32b"], 4096)
+
+
+def test_policy_file_in_json(tmp_path):
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"tier_models": {"medium": ["gemma3:27b"]}}))
+    code, document, _ = gpu_tier(
+        "--policy", str(policy), stdin=(FIXTURES / "query-a10g-header-reordered.txt").read_text()
+    )
+    assert (code, document["models"]) == (0, ["gemma3:27b"])
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (("--tier", "huge"), "gpu_tier_pin: 'huge' is not a tier"),
+        (("--policy", "/nonexistent.json"), "No such file"),
+    ],
+)
+def test_bad_options_exit_1_with_a_message(args, match):
+    code, document, stderr = gpu_tier(*args)
+    assert (code, document) == (1, None)
+    assert match in stderr
+
+
+def test_local_probe_of_this_machine():
+    code, document, _ = gpu_tier("--local")
+    assert document["status"] in ("gpu", "cpu", "driver_needed", "unreachable")
+    assert code == (0 if document["tier"] else 3)
+
+
+# ------------------------------------------------------------------------------ fleet-plan
+
+
+def closed_port() -> int:
+    for port in range(43150, 43200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port  # closed again when the socket is
+    pytest.skip("no free port in 43150-43199")
+
+
+def test_fleet_plan_for_a_plain_inventory(tmp_path):
+    port = closed_port()
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  hosts:\n"
+        "    controller:\n      ansible_connection: local\n"
+        f"    gone:\n      ansible_host: 127.0.0.1\n      ansible_port: {port}\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "fleet-plan"),
+            "-i",
+            str(inventory),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr  # a host could not be read
+    rows = {row["host"]: row for row in json.loads(result.stdout)}
+    assert rows["controller"]["status"] in ("gpu", "cpu")
+    assert rows["controller"]["tier"]
+    assert rows["gone"]["status"] == "unreachable"
+    assert f"connection refused by 127.0.0.1:{port}" in rows["gone"]["reason"]
+    table = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "fleet-plan"), "-i", str(inventory)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert table.stdout.splitlines()[0].split() == [
+        "HOST",
+        "STATUS",
+        "GPUS",
+        "VRAM",
+        "TIER",
+        "MODELS",
+        "CTX",
+    ]
+    assert "1 unreachable" in table.stdout
