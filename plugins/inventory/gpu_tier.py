@@ -295,7 +295,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
         for host in hosts:
             self._resolve(host, policy)
-        records = self._probe_results(path, hosts, settings, cache)
+        records = self._probe_results(path, hosts, settings, policy, cache)
         self._apply(path, hosts, records, policy, strict)
 
     # ------------------------------------------------------------------ configuration
@@ -551,7 +551,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     # ------------------------------------------------------------------ probing and cache
 
     def _probe_results(
-        self, path: str, hosts: list[_Host], settings: ProbeSettings, cache: bool
+        self, path: str, hosts: list[_Host], settings: ProbeSettings, policy: Policy, cache: bool
     ) -> dict[str, dict[str, Any]]:
         """Probe records per host name: cached ones when valid, fresh ones otherwise."""
         cache_key = self.get_cache_key(path)
@@ -590,9 +590,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         for message in warnings:
             self.display.warning(message)
         changed = False
+        by_name = {host.name: host for host in hosts}
         for name, outcome in fresh.items():
             record = {
-                "signature": next(h.signature for h in hosts if h.name == name),
+                "signature": by_name[name].signature,
                 "probe_format": PROBE_FORMAT_VERSION,
                 "output": outcome.output,
                 "error": outcome.error,
@@ -601,11 +602,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 "seconds": round(outcome.seconds, 3),
             }
             records[name] = record
-            if outcome.output is not None and outcome.error is None:
-                try:
-                    parse_probe_output(outcome.output)
-                except ProbeError:
-                    continue
+            # Only what was read is cached: an unreadable host is probed again next time,
+            # so that a fix (or a transient failure) shows at once.
+            if self._plan(by_name[name], record, policy).status != STATUS_UNREACHABLE:
                 cached[name] = record
                 changed = True
 

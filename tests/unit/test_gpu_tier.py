@@ -504,3 +504,14 @@ def test_only_gpu_tier_file_names_are_claimed(tmp_path):
     ):
         (tmp_path / name).write_text("plugin: localllm.fleet.gpu_tier\n")
         assert plugin.verify_file(str(tmp_path / name)) is expected
+
+
+def test_a_host_read_but_not_understood_is_not_cached(build, tmp_path):
+    answers = lab_answers()
+    answers["t4"] = "@@localllm-probe 1\n@@begin nvidia-smi-query\nHello\n@@rc 0\n"
+    answers["t4"] += "@@begin lspci\n@@rc 0\n@@end\n"
+    build(cached_config(tmp_path), FakeProber(answers))
+    again = FakeProber(lab_answers())
+    inventory = build(cached_config(tmp_path), again)
+    assert sorted(again.probed) == ["down", "t4"]
+    assert hostvars(inventory, "t4")["gpu_tier"] == "small"
