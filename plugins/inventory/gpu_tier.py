@@ -309,7 +309,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             raise AnsibleParserError(
                 f"{path}: invalid option value: {to_native(error)}; fix the value "
                 "(see `ansible-doc -t inventory localllm.fleet.gpu_tier`)"
-            ) from error
+            ) from None  # the message carries the cause; a chain would repeat it
         known = set(self._options) | {"plugin"}
         for key in config:
             if key not in known:
@@ -354,7 +354,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         except PolicyError as error:
             raise AnsibleParserError(
                 f"{path}: option {error.option}: {error.message} (see docs/tiers.md)"
-            ) from error
+            ) from None  # the message carries the cause
 
     # ------------------------------------------------------------------ hosts
 
@@ -457,7 +457,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         except AnsibleError as error:
             raise AnsibleParserError(
                 f"{path}: option `source`: {source} could not be parsed: {to_native(error)}"
-            ) from error
+            ) from None  # the message carries the cause
         if not manager.hosts:
             raise AnsibleParserError(
                 f"{path}: option `source`: {source} has no hosts (is it an inventory file an "
@@ -515,7 +515,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     if key in OVERRIDE_VARS.values():
                         raise AnsibleParserError(
                             f"host {host.name}: cannot template {key}: {to_native(error)}"
-                        ) from error
+                        ) from None  # the message carries the cause
                     host.error = f"cannot template {key}: {to_native(error)}"
                     return
                 host.connection[key] = value
@@ -524,7 +524,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         except PolicyError as error:
             raise AnsibleParserError(
                 f"host {host.name}: {error.option}: {error.message} (set at host or group level)"
-            ) from error
+            ) from None  # the message carries the cause
         c = host.connection
         connection = str(c.get("ansible_connection") or "ssh").split(".")[-1]
         if connection == "local":
@@ -695,4 +695,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         except AnsibleParserError:
             raise
         except AnsibleError as error:
-            raise AnsibleParserError(f"host {name}: {to_native(error)}") from error
+            raise AnsibleParserError(
+                f"host {name}: {to_native(error)}"
+            ) from None  # the message carries the cause
