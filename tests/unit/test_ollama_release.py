@@ -27,7 +27,7 @@ def test_format_follows_the_release_that_switched_to_zstd(version, expected):
 
 def test_operator_can_force_a_format():
     assert release.artifact_format("0.32.15", "tgz") == "tgz"
-    with pytest.raises(release.ReleaseError, match="auto, tar.zst or tgz"):
+    with pytest.raises(release.ReleaseError, match=r"auto, tar\.zst or tgz"):
         release.artifact_format("0.32.15", "zip")
 
 
@@ -51,7 +51,7 @@ def test_unsupported_architecture_is_named():
 
 @pytest.mark.parametrize("bad", ["latest", "0.32", "v1", "0.32.15.1", "", "0.32.x"])
 def test_bad_versions_are_refused_with_the_expected_form(bad):
-    with pytest.raises(release.ReleaseError, match="not a release version: expected X.Y.Z"):
+    with pytest.raises(release.ReleaseError, match=r"not a release version: expected X\.Y\.Z"):
         release.normalize_version(bad)
 
 
@@ -72,7 +72,7 @@ def test_checksum_lines_with_dot_slash_and_binary_marker():
 
 
 def test_missing_and_malformed_checksum_entries():
-    with pytest.raises(release.ReleaseError, match="no entry for ollama-linux-amd64.tgz"):
+    with pytest.raises(release.ReleaseError, match=r"no entry for ollama-linux-amd64\.tgz"):
         release.checksum_for(SUMS, "ollama-linux-amd64.tgz")
     with pytest.raises(release.ReleaseError, match="malformed digest"):
         release.checksum_for("abc  ./x.tgz\n", "x.tgz")
