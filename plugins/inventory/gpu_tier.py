@@ -110,10 +110,6 @@ notes:
     every build. C(ansible-inventory --flush-cache) or C(meta: refresh_inventory) re-probes all."
   - C(ansible_connection=local) hosts are probed with a local shell; other non-SSH connections
     land in C(gpu_unreachable) unless their tier is pinned.
-seealso:
-  - name: Tier policy
-    description: docs/tiers.md in this collection
-    link: https://github.com/localllm/fleet/blob/main/docs/tiers.md
 """
 
 EXAMPLES = r"""
