@@ -1451,6 +1451,14 @@ def serve() -> int:
     from . import keypair
 
     try:
+        import numpy  # noqa: F401 - the gguf reader needs it; fail at start, not at first use
+    except ImportError:
+        sys.stderr.write(
+            "Error: this Ollama stand-in needs numpy for python3 "
+            "(Debian/Ubuntu: apt-get install python3-numpy)\n"
+        )
+        return 1
+    try:
         keypair.ensure()
     except OSError as exc:
         sys.stderr.write(f"Error: {exc}\n")
