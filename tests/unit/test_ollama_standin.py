@@ -52,6 +52,17 @@ def manifest_digest(server: Ollama, name: str) -> str:
     return next(m["digest"] for m in tags["models"] if m["name"] == name)
 
 
+def loaded(server: Ollama, settle: float = 5.0) -> list[str]:
+    """Names in /api/ps once unloading settles: like upstream, a model is released just
+    after its last response is sent."""
+    deadline = time.monotonic() + settle
+    while True:
+        names = [m["name"] for m in json.loads(server.request("GET", "/api/ps")[2])["models"]]
+        if not names or time.monotonic() > deadline:
+            return names
+        time.sleep(0.05)
+
+
 def store_files(server: Ollama) -> list[str]:
     return sorted(
         str(p.relative_to(server.models)) for p in server.models.rglob("*") if p.is_file()
@@ -641,11 +652,11 @@ def test_ps_keep_alive_and_stop(server: Ollama, tiny_gguf: Path) -> None:
     ]
     assert re.search(r"100% CPU +4096 +[45] minutes from now", table.stdout)
     assert server.run("stop", "ka").code == 0
-    assert json.loads(server.request("GET", "/api/ps")[2])["models"] == []
+    assert loaded(server) == []
     server.post("/api/generate", {"model": "ka", "prompt": "hi", "stream": False, "keep_alive": -1})
     assert "Forever" in server.run("ps").stdout
     server.post("/api/generate", {"model": "ka", "prompt": "hi", "stream": False, "keep_alive": 0})
-    assert json.loads(server.request("GET", "/api/ps")[2])["models"] == []
+    assert loaded(server) == []
     missing = server.run("stop", "nope")
     assert (missing.code, missing.clean_stderr.splitlines()[-1]) == (
         1,
@@ -769,7 +780,7 @@ def test_serve_reports_a_busy_port_and_env_keep_alive(
         )
         create(first, "k", tiny_gguf)
         first.post("/api/generate", {"model": "k", "prompt": "hi", "stream": False})
-        assert json.loads(first.request("GET", "/api/ps")[2])["models"] == []
+        assert loaded(first) == []
     assert (
         (tmp_path / "a" / ".ollama" / "id_ed25519")
         .read_bytes()
