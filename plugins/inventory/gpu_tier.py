@@ -17,7 +17,8 @@ description:
     C(ollama_models), C(host_cpu_count), C(host_memory_mib)."
   - "Groups: C(tier_<name>) per tier, C(gpu) (models on GPU, or GPUs waiting for a driver),
     C(cpu) (models on CPU), C(gpu_driver_needed) (NVIDIA GPUs on PCI without a working
-    driver: no tier yet), C(gpu_unreachable) (not probed or not readable: no tier; the reason
+    driver: no tier yet), C(gpu_unreachable) (not probed or not readable, including a driver
+    that is installed but cannot read its GPUs: no tier; the reason
     is in C(gpu_tier_reason))."
   - A host that could not be read never gets a tier. Probe output is untrusted data and is
     never templated.
@@ -653,7 +654,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 self.inventory.add_host(host.name, group=group)
             for warning in plan.warnings:
                 self.display.warning(f"gpu_tier: {host.name}: {warning}")
-            if plan.status == STATUS_UNREACHABLE:
+            if "gpu_unreachable" in plan.groups:
                 unreachable.append(f"{host.name}: {plan.reason}")
 
         if unreachable:

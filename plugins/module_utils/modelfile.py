@@ -1,5 +1,5 @@
 # Copyright (c) localllm.fleet contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Apache License 2.0 (see galaxy.yml)
 """Ollama Modelfile parser, validator, serializer and /api/create request builder.
 
 Behaviour follows Ollama v0.32.15: the client-side parser (parser/parser.go), the checks

@@ -888,6 +888,9 @@ class HostPlan:
     cpu_count: int | None = None
     memory_mib: int | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    # A driver is installed but nvidia-smi cannot read the GPUs (not loaded, mismatch, no
+    # devices): the host needs the driver fixed AND could not be read, so it is in both groups.
+    driver_failing: bool = False
 
     @property
     def tier(self) -> str | None:
@@ -901,6 +904,8 @@ class HostPlan:
             STATUS_DRIVER_NEEDED: ["gpu", "gpu_driver_needed"],
             STATUS_UNREACHABLE: ["gpu_unreachable"],
         }[self.status]
+        if self.driver_failing:
+            groups.append("gpu_unreachable")
         if self.decision:
             groups.append("tier_" + self.decision.tier)
         return groups
@@ -1024,6 +1029,7 @@ def classify(
             gpu_count=len(pci.gpus),
             gpu_memory_mib_total=None,
             nvswitch=nvswitch,
+            driver_failing=smi.status != STATUS_NOT_INSTALLED,
             **common,
         )
     if pci.available:

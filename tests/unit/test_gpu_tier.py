@@ -150,7 +150,9 @@ def test_the_lab_fleet_lands_in_the_right_tiers_and_groups(build):
     }
     assert members(inventory, "cpu") == {"cpu"}
     assert members(inventory, "gpu_driver_needed") == {"broken", "nodriver"}
-    assert members(inventory, "gpu_unreachable") == {"down"}
+    # broken has a driver that cannot read its GPUs: unreadable too, with the reason
+    assert members(inventory, "gpu_unreachable") == {"down", "broken"}
+    assert "cannot communicate" in hostvars(inventory, "broken")["gpu_tier_reason"]
     assert members(inventory, "tier_compact") == set()  # every tier group exists
     assert members(inventory, "rack9") == {"down"}
 
@@ -337,10 +339,11 @@ def test_a_faulty_host_is_unreachable_with_its_reason_and_others_unaffected(buil
 def test_strict_fails_listing_every_unreadable_host(build):
     answers = lab_answers()
     answers["t4"] = "garbage"
-    with pytest.raises(AnsibleParserError, match=r"2 of 8 host\(s\) could not be read") as caught:
+    with pytest.raises(AnsibleParserError, match=r"3 of 8 host\(s\) could not be read") as caught:
         build(hosts_config(strict=True), FakeProber(answers))
     assert "down: probe failed: connection to 127.0.0.1:42299 timed out" in str(caught.value)
     assert "t4: probe output unreadable" in str(caught.value)
+    assert "broken: no tier until the driver works" in str(caught.value)
 
 
 def test_unreachable_hosts_are_warned_about(build, monkeypatch):
@@ -348,6 +351,7 @@ def test_unreachable_hosts_are_warned_about(build, monkeypatch):
     monkeypatch.setattr(Display, "warning", lambda self, msg, *a, **k: warnings.append(msg))
     build(hosts_config(), FakeProber(lab_answers()))
     assert any("gpu_unreachable: down" in w for w in warnings)
+    assert any("gpu_unreachable: broken" in w for w in warnings)
 
 
 def test_an_operator_pin_serves_a_host_the_probe_cannot_reach(build):
