@@ -1,0 +1,259 @@
+"""nvidia_driver on the lab: one host per situation (see molecule.yml).
+
+Package names and versions are the real ones the lab mirror's stand-in repositories carry
+(tests/lab/nvidia-apt). The playbook-level checks (check mode, a missing branch, the reboot
+decision) run ansible-playbook against the scenario's hosts through molecule/shared/lab_checks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from lab_checks import run_playbook
+
+# host -> what the role must have left there (None: a host without NVIDIA GPUs)
+EXPECTED = {
+    "nvd-h100x8-debian12": {
+        "version": "550.163.01",  # newest 550 while 570 is newer: the branch is pinned
+        "flavour": "open",
+        "fabricmanager": ["nvidia-fabricmanager-550", "libnvidia-nscq-550"],
+        "packages": [
+            "nvidia-driver-cuda",
+            "nvidia-kernel-open-dkms",
+            "nvidia-smi",
+            "nvidia-persistenced",
+            "cuda-keyring",
+        ],
+        "absent": ["nvidia-kernel-dkms"],
+        "gpus": 8,
+    },
+    "nvd-h100x8-ubuntu2204": {
+        "version": "570.172.08",
+        "flavour": "open",
+        "fabricmanager": ["nvidia-fabricmanager-570", "libnvidia-nscq-570"],
+        "packages": [
+            "nvidia-headless-no-dkms-570-server-open",
+            "nvidia-utils-570-server",
+            "nvidia-compute-utils-570-server",
+        ],
+        "absent": [
+            "nvidia-dkms-570-server-open",
+            "nvidia-headless-no-dkms-570-server",
+            "cuda-keyring",
+        ],
+        "gpus": 8,
+    },
+    "nvd-rtx4090-ubuntu2404": {
+        "version": "570.133.20",  # an exact, older release of the branch
+        "flavour": "open",
+        "fabricmanager": [],
+        "packages": [
+            "nvidia-headless-570-open",
+            "nvidia-dkms-570-open",
+            "nvidia-utils-570",
+            "cuda-keyring",
+        ],
+        "absent": ["nvidia-fabricmanager-570", "libnvidia-nscq-570"],
+        "gpus": 1,
+    },
+    "nvd-t4-debian12": {
+        "version": "535.247.01",  # Debian 12's own archive
+        "flavour": "proprietary",
+        "fabricmanager": [],
+        "packages": ["nvidia-kernel-dkms", "nvidia-smi", "libcuda1", "nvidia-persistenced"],
+        "absent": ["nvidia-open-kernel-dkms", "firmware-nvidia-gsp", "cuda-keyring"],
+        "own_version": ["nvidia-persistenced"],
+        "gpus": 1,
+    },
+    "nvd-nodriver-debian12": {
+        "version": "570.172.08",  # the role's default branch, newest release
+        "flavour": "open",
+        "fabricmanager": [],
+        "packages": ["nvidia-driver-cuda", "nvidia-kernel-open-dkms", "nvidia-smi", "cuda-keyring"],
+        "absent": ["nvidia-fabricmanager-570"],
+        "gpus": 1,
+    },
+    "nvd-cpu-debian12": None,
+}
+
+
+@pytest.fixture
+def expected(host):
+    return EXPECTED[host.backend.get_hostname()]
+
+
+@pytest.fixture
+def gpu_host(expected):
+    if expected is None:
+        pytest.skip("a host without NVIDIA GPUs")
+    return expected
+
+
+def upstream(version: str) -> str:
+    return version.rsplit(":", maxsplit=1)[-1].rsplit("-", 1)[0]
+
+
+def installed(host, name: str) -> str | None:
+    result = host.run("dpkg-query -W -f '${Status} ${Version}' %s", name)
+    if result.rc != 0 or not result.stdout.startswith("install ok installed"):
+        return None
+    return result.stdout.split()[-1]
+
+
+def test_nvidia_smi_answers_with_the_pinned_driver(host, gpu_host):
+    result = host.run("nvidia-smi --query-gpu=driver_version --format=csv,noheader")
+    assert result.rc == 0, result.stdout + result.stderr
+    assert result.stdout.split() == [gpu_host["version"]] * gpu_host["gpus"]
+
+
+def test_driver_packages_are_installed_at_that_version(host, gpu_host):
+    for name in gpu_host["packages"]:
+        version = installed(host, name)
+        assert version is not None, f"{name} is not installed"
+        # cuda-keyring has its own version; so has Debian's own nvidia-persistenced.
+        if name not in gpu_host.get("own_version", ["cuda-keyring"]):
+            assert upstream(version) == gpu_host["version"], f"{name} {version}"
+    for name in gpu_host["absent"]:
+        assert installed(host, name) is None, f"{name} should not be installed"
+
+
+def test_kernel_modules_have_the_expected_flavour(host, gpu_host):
+    record = json.loads(host.file("/etc/localllm-lab/driver.json").content_string)
+    assert record["flavour"] == gpu_host["flavour"]
+    assert "Kernel driver in use: nvidia" in host.check_output("lspci -k -d 10de:")
+
+
+def test_the_driver_is_held_against_upgrades(host, gpu_host):
+    # The repositories hold newer releases (570.x beside 550.x); a plain upgrade keeps the driver.
+    simulated = host.check_output("apt-get --simulate upgrade")
+    assert not re.search(r"^Inst (lib)?nvidia|^Inst libcuda", simulated, re.MULTILINE), simulated
+    pin = host.file("/etc/apt/preferences.d/localllm-fleet-nvidia-driver.pref")
+    assert f"Pin: version {gpu_host['version']}-*" in pin.content_string
+
+
+def test_persistenced_runs_with_persistence_mode(host, gpu_host):
+    service = host.service("nvidia-persistenced")
+    assert service.is_enabled
+    assert service.is_running
+    modes = host.check_output("nvidia-smi --query-gpu=persistence_mode --format=csv,noheader")
+    assert set(modes.split()) == {"Enabled"}
+
+
+def test_fabric_manager_only_with_nvswitch_and_at_the_drivers_version(host, gpu_host):
+    service = host.service("nvidia-fabricmanager")
+    if not gpu_host["fabricmanager"]:
+        assert not host.file("/lib/systemd/system/nvidia-fabricmanager.service").exists
+        return
+    for name in gpu_host["fabricmanager"]:
+        version = installed(host, name)
+        assert version is not None, f"{name} is not installed"
+        assert upstream(version) == gpu_host["version"], f"{name} {version}"
+    assert service.is_enabled
+    assert service.is_running
+    assert (
+        "Successfully configured all the available NVSwitches"
+        in host.file("/var/log/fabricmanager.log").content_string
+    )
+
+
+def test_nouveau_is_blacklisted(host, gpu_host):
+    blacklist = host.file("/etc/modprobe.d/localllm-fleet-blacklist-nouveau.conf")
+    assert "blacklist nouveau" in blacklist.content_string
+    assert "options nouveau modeset=0" in blacklist.content_string
+
+
+def test_cuda_repository_points_at_the_mirror(host, gpu_host):
+    lists = host.run("cat /etc/apt/sources.list.d/cuda-*.list").stdout
+    if "cuda-keyring" not in gpu_host["packages"]:
+        assert lists == ""
+        return
+    assert "http://mirror:8080/compute/cuda/repos/" in lists
+    assert "cuda-repo.invalid" not in lists  # the keyring's own upstream URL was replaced
+
+
+def test_no_reboot_was_attempted(host, expected):
+    # A reboot of a container would restart its PID 1 (or stop the container).
+    recorded = host.file("/etc/localllm-lab/pid1-start").content_string.strip()
+    assert host.check_output("awk '{print $22}' /proc/1/stat") == recorded
+    # In a container no reboot is pending either: it has no kernel of its own.
+    assert not host.file("/run/localllm-fleet/nvidia-driver.reboot-required").exists
+
+
+def test_a_host_without_gpus_gets_nothing(host, expected):
+    if expected is not None:
+        pytest.skip("a GPU host")
+    assert not host.exists("nvidia-smi")
+    assert host.run("dpkg -l | grep -E ' (lib)?nvidia|cuda-keyring'").stdout == ""
+    for path in (
+        "/etc/apt/preferences.d/localllm-fleet-nvidia-driver.pref",
+        "/etc/modprobe.d/localllm-fleet-blacklist-nouveau.conf",
+        "/etc/apt/sources.list.d/cuda-debian12-x86_64.list",
+    ):
+        assert not host.file(path).exists, path
+
+
+# ------------------------------------------------------------------ playbook-level checks
+
+
+@pytest.fixture(scope="session")
+def check_run():
+    return run_playbook("converge.yml", check=True, diff=True)
+
+
+@pytest.fixture(scope="session")
+def missing_branch_run():
+    return run_playbook(
+        "converge.yml",
+        extra_vars={"nvidia_driver_branch": "999"},
+        limit="nvd-h100x8-debian12,nvd-h100x8-ubuntu2204",
+    )
+
+
+def test_check_mode_on_the_converged_host_changes_nothing(host, check_run):
+    name = host.backend.get_hostname()
+    assert check_run.rc == 0, check_run.output[-3000:]
+    assert check_run.recap[name]["failed"] == 0
+    assert check_run.recap[name]["changed"] == 0, check_run.output[-3000:]
+
+
+def test_a_missing_branch_fails_naming_it_and_the_repository(host, missing_branch_run):
+    name = host.backend.get_hostname()
+    if name not in ("nvd-h100x8-debian12", "nvd-h100x8-ubuntu2204"):
+        pytest.skip("checked on the two h100x8 hosts")
+    assert missing_branch_run.rc != 0
+    assert missing_branch_run.recap[name]["failed"] == 1
+    assert missing_branch_run.recap[name]["changed"] == 0
+    text = " ".join(missing_branch_run.output.split())
+    if name == "nvd-h100x8-debian12":
+        assert (
+            "driver branch 999 is not in NVIDIA's CUDA repository "
+            "http://mirror:8080/compute/cuda/repos/debian12/x86_64/" in text
+        )
+        assert "branches it offers: 550, 570" in text
+    else:
+        assert "driver branch 999 is not in the distribution archive" in text
+        assert "http://mirror:8080/distro-archive/ubuntu jammy/restricted" in text
+        assert "branches it offers: 550, 570" in text
+    # Nothing was removed: the driver of the converge still answers.
+    expected = EXPECTED[name]
+    for package in expected["packages"] + expected["fabricmanager"]:
+        assert installed(host, package) is not None, f"{package} was removed"
+    assert (
+        host.check_output("nvidia-smi --query-gpu=driver_version --format=csv,noheader").split()[0]
+        == expected["version"]
+    )
+
+
+def test_reboot_happens_only_when_allowed_and_needed(host):
+    """The decision the role makes on a host with its own kernel after a driver change."""
+    name = host.backend.get_hostname()
+    if name != "nvd-t4-debian12":
+        pytest.skip("decided once, on nvd-t4-debian12")
+    run = run_playbook("reboot-decision.yml", limit=name)
+    assert run.rc == 0, run.output[-3000:]
+    assert run.recap[name]["changed"] == 0
+    text = " ".join(run.output.split())
+    assert "DECISION reboot=true needed=True now=True skip=" in text
+    assert "DECISION reboot=false needed=True now=False skip=nvidia_driver_reboot is false" in text
