@@ -48,12 +48,13 @@ def modelfile_line(name: str, value, content=None) -> str:
         raise AnsibleFilterError(str(exc)) from exc
 
 
-def modelfile_check(text: str) -> str:
+def modelfile_check(text: str, name: str | None = None) -> str:
     """The text unchanged when Ollama's parser accepts it; else Ollama's own error."""
     try:
         modelfile.parse(str(text))
     except modelfile.ModelfileError as exc:
-        raise AnsibleFilterError(f"invalid Modelfile: {exc}") from exc
+        where = f" for {name}" if name else ""
+        raise AnsibleFilterError(f"invalid Modelfile{where}: {exc}") from exc
     return text
 
 

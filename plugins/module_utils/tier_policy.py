@@ -638,11 +638,12 @@ class ModelPlan:
     fits: bool
 
     def to_var(self) -> dict[str, Any]:
-        """An entry of `ollama_models`."""
+        """An entry of `ollama_models` (`parameter_size`, as Ollama's details call it: the
+        key `parameters` is the ollama_models role's Modelfile PARAMETERs)."""
         return {
             "name": self.name,
             "family": self.family,
-            "parameters": self.parameters,
+            "parameter_size": self.parameters,
             "size_mib": self.size_mib,
             "num_ctx": self.num_ctx,
         }

@@ -275,7 +275,7 @@ def test_gpus_without_a_driver_get_no_tier_but_the_driver_group():
     plan = tp.classify(report("lab-nodriver.txt"))
     assert plan.status == tp.STATUS_DRIVER_NEEDED
     assert plan.tier is None
-    assert plan.groups == ["gpu", "gpu_driver_needed"]
+    assert plan.groups == ["gpu", "gpu_driver_needed"]  # not installed: nothing failed to read
     assert plan.devices[0]["name"] == "AD102GL [L40S]"
     assert plan.devices[0]["architecture"] == "ada"  # enough for open vs proprietary modules
     assert plan.to_vars()["ollama_models"] is None
@@ -365,7 +365,7 @@ def test_host_variables_and_json_shape():
         {
             "name": "deepseek-r1:70b",
             "family": "deepseek-r1",
-            "parameters": "70b",
+            "parameter_size": "70b",
             "size_mib": 41008,
             "num_ctx": 8192,
         }

@@ -1,0 +1,22 @@
+"""Filters that render the fleet report (plugins/module_utils/fleet_report.py)."""
+
+from __future__ import annotations
+
+from ansible_collections.localllm.fleet.plugins.module_utils import fleet_report
+
+
+def fleet_report_rows(facts: list) -> list:
+    """Rows for the report, one per host, sorted by host name."""
+    return sorted((fleet_report.host_row(dict(f)) for f in facts), key=lambda r: r["host"])
+
+
+class FilterModule:
+    """Fleet report filters."""
+
+    def filters(self):
+        return {
+            "fleet_report_rows": fleet_report_rows,
+            "fleet_report_text": fleet_report.text_table,
+            "fleet_report_markdown": fleet_report.markdown,
+            "fleet_report_html": fleet_report.html_document,
+        }

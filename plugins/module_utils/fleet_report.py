@@ -1,0 +1,117 @@
+# Copyright (c) localllm.fleet contributors
+# Apache License 2.0 (see galaxy.yml)
+"""The fleet report: one row per host, rendered for a terminal, Markdown and HTML.
+
+Rows are plain dicts built by playbooks/report.yml from each host's gpu_tier variables,
+its Ollama (version, models) and its smoke test; rendering is pure so it can be tested.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+COLUMNS = (
+    ("host", "Host"),
+    ("gpus", "GPUs"),
+    ("tier", "Tier"),
+    ("models", "Models"),
+    ("ollama", "Ollama"),
+    ("health", "Health"),
+    ("tokens_per_second", "Tokens/s"),
+)
+
+
+def gpu_summary(devices: list[dict[str, Any]] | None, count: Any = None) -> str:
+    """`8 x NVIDIA H100 80GB HBM3`, `1 x Tesla T4 + 1 x NVIDIA L4`, or `none`."""
+    if not devices:
+        return "none" if not count else f"{count} GPU(s)"
+    groups: dict[str, int] = {}
+    for device in devices:
+        name = str(device.get("name") or "unknown GPU")
+        groups[name] = groups.get(name, 0) + 1
+    return " + ".join(f"{n} x {name}" for name, n in groups.items())
+
+
+def host_row(facts: dict[str, Any]) -> dict[str, str]:
+    """One row from what report.yml gathered about a host (missing pieces shown as such)."""
+    smoke = facts.get("smoke") or []
+    rates = [s.get("tokens_per_second") for s in smoke if s.get("tokens_per_second")]
+    failed = [s.get("model") for s in smoke if not s.get("ok")]
+    version = facts.get("ollama_version")
+    error = facts.get("ollama_error")
+    if error:
+        health = f"DOWN: {error}"
+    elif failed:
+        health = "FAILED: " + ", ".join(str(m) for m in failed)
+    elif smoke:
+        health = "ok"
+    else:
+        health = "up (not smoke-tested)" if version else "n/a"
+    tier = facts.get("tier") or "-"
+    if facts.get("tier_note"):
+        tier = f"{tier} ({facts['tier_note']})"
+    return {
+        "host": str(facts.get("host", "?")),
+        "gpus": gpu_summary(facts.get("gpu_devices"), facts.get("gpu_count")),
+        "tier": tier,
+        "models": ", ".join(facts.get("models") or []) or "-",
+        "ollama": str(version or "-"),
+        "health": health,
+        "tokens_per_second": ", ".join(f"{r:.1f}" for r in rates) if rates else "-",
+    }
+
+
+def _cells(row: dict[str, str]) -> list[str]:
+    return [str(row.get(key, "")) for key, _ in COLUMNS]
+
+
+def text_table(rows: list[dict[str, str]]) -> str:
+    """A fixed-width table for the terminal."""
+    header = [title for _, title in COLUMNS]
+    body = [_cells(row) for row in rows]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *body]
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _md(cell: str) -> str:
+    return cell.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(rows: list[dict[str, str]], title: str, notes: list[str] | None = None) -> str:
+    """The report as a Markdown document."""
+    lines = [f"# {title}", ""]
+    lines += [f"> {note}" for note in notes or []]
+    if notes:
+        lines.append("")
+    lines.append("| " + " | ".join(t for _, t in COLUMNS) + " |")
+    lines.append("|" + "---|" * len(COLUMNS))
+    lines += ["| " + " | ".join(_md(c) for c in _cells(row)) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def html_document(rows: list[dict[str, str]], title: str, notes: list[str] | None = None) -> str:
+    """The report as a self-contained HTML page (no scripts, no external resources)."""
+    esc = html.escape
+    head = "".join(f"<th>{esc(t)}</th>" for _, t in COLUMNS)
+    body = []
+    for row in rows:
+        status = "ok" if row.get("health") == "ok" else "bad"
+        cells = "".join(f"<td>{esc(c)}</td>" for c in _cells(row))
+        body.append(f'<tr class="{status}">{cells}</tr>')
+    note_html = "".join(f"<p class=note>{esc(n)}</p>" for n in notes or [])
+    return (
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        f"<title>{esc(title)}</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
+        "th,td{border:1px solid #ccc;padding:.4em .7em;text-align:left}"
+        "th{background:#f0f0f0}tr.bad td{background:#fde8e8}.note{color:#555}"
+        f"</style></head><body><h1>{esc(title)}</h1>{note_html}"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        "</body></html>\n"
+    )

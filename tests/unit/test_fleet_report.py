@@ -1,0 +1,44 @@
+"""The fleet report a person reads: rows, terminal table, Markdown, HTML."""
+
+from ansible_collections.localllm.fleet.plugins.module_utils import fleet_report as fr
+
+H100 = {
+    "host": "h100x8",
+    "gpu_devices": [{"name": "NVIDIA H100 80GB HBM3"}] * 8,
+    "tier": "frontier",
+    "models": ["fleet/deepseek-r1:671b"],
+    "ollama_version": "0.32.15",
+    "smoke": [{"model": "fleet/deepseek-r1:671b", "ok": True, "tokens_per_second": 41.27}],
+}
+
+
+def test_a_healthy_gpu_host():
+    row = fr.host_row(H100)
+    assert row["gpus"] == "8 x NVIDIA H100 80GB HBM3"
+    assert row["health"] == "ok"
+    assert row["tokens_per_second"] == "41.3"
+
+
+def test_mixed_cards_cpu_hosts_and_failures_are_visible():
+    assert (
+        fr.gpu_summary([{"name": "Tesla T4"}, {"name": "NVIDIA L4"}])
+        == "1 x Tesla T4 + 1 x NVIDIA L4"
+    )
+    assert fr.host_row({"host": "cpu-only"})["gpus"] == "none"
+    failed = fr.host_row({**H100, "smoke": [{"model": "m", "ok": False}]})
+    assert failed["health"] == "FAILED: m"
+    down = fr.host_row({"host": "x", "ollama_error": "connection refused"})
+    assert down["health"] == "DOWN: connection refused" and down["models"] == "-"
+    noted = fr.host_row({"host": "b", "tier_note": "unreachable: driver not loaded"})
+    assert noted["tier"] == "- (unreachable: driver not loaded)"
+
+
+def test_renderings_carry_every_row_and_escape_what_they_must():
+    rows = [fr.host_row(H100), fr.host_row({"host": "evil<script>|x"})]
+    text = fr.text_table(rows)
+    assert text.splitlines()[0].startswith("Host") and "h100x8" in text
+    markdown = fr.markdown(rows, "Fleet", ["lab note"])
+    assert "> lab note" in markdown and "evil<script>\\|x" in markdown
+    page = fr.html_document(rows, "Fleet")
+    assert "<script>" not in page and "evil&lt;script&gt;|x" in page
+    assert page.count("<tr") == 3
