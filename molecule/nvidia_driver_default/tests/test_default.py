@@ -8,10 +8,13 @@ decision) run ansible-playbook against the scenario's hosts through molecule/sha
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
-from lab_checks import run_playbook
+from lab_checks import PlaybookRun, parse_recap, project_dir, run_playbook
 
 # host -> what the role must have left there (None: a host without NVIDIA GPUs)
 EXPECTED = {
@@ -197,9 +200,96 @@ def test_a_host_without_gpus_gets_nothing(host, expected):
 # ------------------------------------------------------------------ playbook-level checks
 
 
+def gpu_tier_source() -> Path:
+    """The gpu_tier inventory over the scenario's hosts, written by prepare.yml."""
+    return Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "gpu_tier" / "lab.gpu_tier.yml"
+
+
+def ansible_env() -> dict:
+    root = project_dir()
+    return dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(root / "ansible.cfg"),
+        ANSIBLE_ROLES_PATH=str(root / "roles"),
+        ANSIBLE_COLLECTIONS_PATH=str(root / "collections"),
+        ANSIBLE_NOCOLOR="1",
+    )
+
+
+def drivers_playbook(*args: str) -> PlaybookRun:
+    """playbooks/drivers.yml through the gpu_tier inventory, as operators run it."""
+    command = [
+        "ansible-playbook",
+        "-i",
+        str(gpu_tier_source()),
+        str(project_dir() / "playbooks" / "drivers.yml"),
+        *args,
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=ansible_env(), timeout=900, check=False
+    )
+    output = result.stdout + result.stderr
+    return PlaybookRun(result.returncode, output, parse_recap(output))
+
+
+def gpu_tier_groups(listing: dict) -> dict[str, set[str]]:
+    return {
+        name: set(group.get("hosts", []))
+        for name, group in listing.items()
+        if isinstance(group, dict) and name != "_meta"
+    }
+
+
 @pytest.fixture(scope="session")
 def check_run():
-    return run_playbook("converge.yml", check=True, diff=True)
+    # Every host (nvidia_driver_hosts=all), with the GPU facts gpu_tier set: the role's
+    # inventory path; the converge and idempotence runs took the local-detection path.
+    return drivers_playbook("--check", "--diff", "-e", "nvidia_driver_hosts=all")
+
+
+@pytest.fixture(scope="session")
+def gpu_tier_listings():
+    before = json.loads((gpu_tier_source().parent / "before.json").read_text())
+    result = subprocess.run(
+        ["ansible-inventory", "-i", str(gpu_tier_source()), "--list"],
+        capture_output=True,
+        text=True,
+        env=ansible_env(),
+        timeout=300,
+        check=True,
+    )
+    return before, json.loads(result.stdout)
+
+
+def test_gpu_tier_moves_the_nodriver_host_from_driver_needed_to_a_tier(host, gpu_tier_listings):
+    name = host.backend.get_hostname()
+    if name != "nvd-nodriver-debian12":
+        pytest.skip("the host that had no driver")
+    before, after = gpu_tier_listings
+    groups_before, groups_after = gpu_tier_groups(before), gpu_tier_groups(after)
+    assert name in groups_before["gpu_driver_needed"]
+    assert not any(
+        name in hosts for group, hosts in groups_before.items() if group.startswith("tier_")
+    )
+    assert name not in groups_after.get("gpu_driver_needed", set())
+    assert name in groups_after["gpu"]
+    tiers = [
+        group
+        for group, hosts in groups_after.items()
+        if group.startswith("tier_") and name in hosts
+    ]
+    assert tiers == ["tier_large"], tiers  # one L40S, 46068 MiB
+    status = after["_meta"]["hostvars"][name]["gpu_probe_status"]
+    # ansible-inventory marks probe output as unsafe: {"__ansible_unsafe": "gpu"}
+    assert (status.get("__ansible_unsafe") if isinstance(status, dict) else status) == "gpu"
+
+
+def test_drivers_playbook_targets_the_gpu_hosts_of_gpu_tier(host):
+    if host.backend.get_hostname() != "nvd-cpu-debian12":
+        pytest.skip("listed once")
+    listed = drivers_playbook("--list-hosts").output
+    hosts = set(re.findall(r"^\s+(nvd-\S+)$", listed, re.MULTILINE))
+    assert hosts == {name for name, expected in EXPECTED.items() if expected}, listed
 
 
 @pytest.fixture(scope="session")
