@@ -1,0 +1,411 @@
+#!/usr/bin/python
+# Copyright (c) localllm.fleet contributors
+# Apache License 2.0 (see galaxy.yml)
+"""Ansible module localllm.fleet.ollama_model: register a model from a Modelfile, by content."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ollama_model
+short_description: Create, update or remove an Ollama model from a Modelfile, by content
+version_added: "0.1.0"
+description:
+  - Registers the model O(name) from a Modelfile through the host's Ollama API, as
+    C(ollama create NAME -f Modelfile) would, or removes it.
+  - Idempotent by the model's content, not by whether a file changed. The module predicts
+    what Ollama would register (base model layers, GGUF import, typed parameters including
+    those the base model contributes, template, system, license, messages, adapters,
+    renderer, parser) and compares it with what the existing model holds (C(/api/show)).
+    Only when they differ is the model created, and only then are local files uploaded.
+  - The Modelfile is parsed and validated as Ollama's own client does it (Ollama v0.32.15);
+    an invalid one fails with Ollama's error text, for example C(invalid float value [hot]).
+  - A base model named in C(FROM) must already be on the host (use
+    M(localllm.fleet.ollama_pull) or M(localllm.fleet.ollama_bundle)); unlike
+    C(ollama create), this module never pulls implicitly.
+  - Importing a GGUF file makes Ollama re-serialize it, so the model layer's digest may
+    differ from the file's. The module remembers which layer an import produced
+    (in C(~/.cache/localllm-fleet/) of the remote user), and remembers file digests by
+    device, inode, size and times, so a converged host neither re-imports nor re-hashes
+    hundreds of GB. Losing that cache costs one re-import, never a wrong answer: after a
+    create, C(changed) is whether the model's manifest digest actually changed.
+author:
+  - localllm.fleet contributors
+options:
+  name:
+    description:
+      - The model to register, e.g. C(fleet/deepseek-r1:32b). A missing tag means C(latest).
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) registers the model as the Modelfile describes; V(absent) deletes it.
+    type: str
+    choices: [present, absent]
+    default: present
+  modelfile:
+    description:
+      - The Modelfile text. Mutually exclusive with O(modelfile_path).
+      - Relative C(FROM)/C(ADAPTER) paths need O(base_dir).
+    type: str
+  modelfile_path:
+    description:
+      - Path of the Modelfile on the managed host.
+    type: path
+  base_dir:
+    description:
+      - Directory that relative C(FROM), C(ADAPTER) and C(DRAFT) paths are resolved against.
+      - Defaults to the directory of O(modelfile_path). Required when O(modelfile) text
+        names a relative path.
+    type: path
+  api_url:
+    description:
+      - Base URL of the Ollama API.
+    type: str
+    default: http://127.0.0.1:11434
+  timeout:
+    description:
+      - Seconds to wait for any single answer from Ollama (an import of a big GGUF streams
+        progress, so this bounds silence, not the whole import).
+    type: int
+    default: 600
+notes:
+  - Check mode writes nothing (no upload, no create, no cache update) and reports the same
+    C(changed), C(differences) and C(diff) a real run would.
+  - With C(--diff), both sides are the model as a Modelfile in one fixed layout with the
+    base model's contributions merged in, so the diff shows only what changes.
+  - Ollama has no authentication; anything that reaches O(api_url) can change models.
+seealso:
+  - module: localllm.fleet.ollama_pull
+  - module: localllm.fleet.ollama_info
+  - module: localllm.fleet.ollama_bundle
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: Register a tuned model from a Modelfile on the host
+  localllm.fleet.ollama_model:
+    name: fleet/deepseek-r1:32b
+    modelfile_path: /etc/ollama/modelfiles/deepseek-r1-32b.Modelfile
+
+- name: Register a model from inline text on top of a pulled base
+  localllm.fleet.ollama_model:
+    name: fleet/qwq:32b
+    modelfile: |
+      FROM qwq:32b
+      PARAMETER temperature 0.6
+      PARAMETER num_ctx 32768
+
+- name: Import a GGUF file from the model cache
+  localllm.fleet.ollama_model:
+    name: fleet/gemma3:27b
+    modelfile: |
+      FROM ./gemma3-27b-q4_k_m.gguf
+      PARAMETER temperature 1
+    base_dir: /var/cache/localllm-fleet/models
+
+- name: Remove a model
+  localllm.fleet.ollama_model:
+    name: fleet/old-model:latest
+    state: absent
+"""
+
+RETURN = r"""
+name:
+  description: The model's name as Ollama lists it.
+  returned: always
+  type: str
+  sample: fleet/deepseek-r1:32b
+digest:
+  description:
+    - The model's manifest digest as C(/api/tags) reports it, after the task.
+    - C(null) when the model does not exist (absent, or not yet created in check mode).
+  returned: always
+  type: str
+  sample: 5610b3113e2cb2cfeb244cf2a4445c45aea70196ce123e51871560d375f7692b
+differences:
+  description:
+    - What differs between the registered model and the desired one, one line each;
+      C(created) for a new model, C(deleted) for a removed one, empty when nothing changes.
+  returned: always
+  type: list
+  elements: str
+  sample: ["parameter temperature: 0.6 -> 0.5"]
+diff:
+  description: The model as a Modelfile before and after (C('') when it does not exist).
+  returned: always
+  type: dict
+  contains:
+    before:
+      description: The registered model (merged with its base), or C('').
+      type: str
+    after:
+      description: The desired model (the Modelfile merged with its base), or C('').
+      type: str
+warnings:
+  description: Deprecated parameters the Modelfile uses (Ollama ignores them).
+  returned: when there are any
+  type: list
+  elements: str
+  sample: ["parameter mirostat is deprecated"]
+"""
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.localllm.fleet.plugins.module_utils.digest_cache import (
+    DigestCache,
+    ImportRecords,
+)
+from ansible_collections.localllm.fleet.plugins.module_utils.model_state import (
+    ModelContent,
+    content_from_show,
+    desired_content,
+    differences,
+    files_key,
+    for_display,
+    learn_import,
+    render,
+)
+from ansible_collections.localllm.fleet.plugins.module_utils.modelfile import (
+    Modelfile,
+    ModelfileError,
+    create_request,
+    expand_path,
+    parse,
+    parse_bytes,
+    validate_model_name,
+)
+from ansible_collections.localllm.fleet.plugins.module_utils.ollama_api import (
+    DEFAULT_API_URL,
+    ModelName,
+    OllamaClient,
+    OllamaError,
+    OllamaUnreachable,
+)
+
+
+class TaskError(Exception):
+    """A failure with a message for the operator."""
+
+
+def _is_relative(arg: str) -> bool:
+    return not arg.startswith(("/", "\\", "~"))
+
+
+def _check_relative_paths(modelfile: Modelfile) -> None:
+    """Modelfile text without base_dir: relative paths have nowhere to resolve."""
+    for command in modelfile.commands:
+        if command.name in ("adapter", "draft") and _is_relative(command.args):
+            raise TaskError(
+                f"{command.name.upper()} {command.args} is a relative path: "
+                "give base_dir (or modelfile_path) so that it can be found"
+            )
+        if command.name == "model" and _is_relative(command.args):
+            try:
+                validate_model_name(command.args)
+            except ModelfileError:
+                raise TaskError(
+                    f"FROM {command.args} is neither a model name nor an absolute path: "
+                    "give base_dir (or modelfile_path) to import a file"
+                ) from None
+
+
+def _base_content(
+    client: OllamaClient, request: dict[str, Any], modelfile: Modelfile, base_dir: str | None
+) -> ModelContent | None:
+    """The FROM model's content; TaskError when it is not on the host."""
+    source = request.get("from")
+    if not source:
+        return None
+    try:
+        ModelName.parse(source)
+    except ValueError:
+        where = expand_path(source, base_dir) if base_dir else source
+        raise TaskError(
+            f"FROM {source}: no file {where} and not a valid model name either"
+        ) from None
+    show = client.show(source)
+    if show is None:
+        hint = ""
+        if base_dir and source.lower().endswith((".gguf", ".bin", ".safetensors")):
+            hint = f" (and there is no file {expand_path(source, base_dir)})"
+        raise TaskError(f"base model '{source}' is not on this host{hint}: pull or import it first")
+    return content_from_show(show)
+
+
+def _from_label(modelfile: Modelfile) -> str:
+    for command in modelfile.commands:
+        if command.name == "model":
+            return command.args
+    return ""
+
+
+def _digest(client: OllamaClient, name: ModelName) -> str | None:
+    entry = client.find(name)
+    return str(entry["digest"]) if entry and entry.get("digest") else None
+
+
+def _load_modelfile(params: dict[str, Any]) -> tuple[Modelfile, str | None]:
+    """(parsed Modelfile, base_dir); TaskError for unreadable or invalid input."""
+    base_dir = params["base_dir"]
+    try:
+        if params["modelfile_path"]:
+            path = params["modelfile_path"]
+            try:
+                with open(path, "rb") as handle:
+                    data = handle.read()
+            except OSError as err:
+                raise TaskError(f"cannot read the Modelfile {path}: {err.strerror}") from err
+            base_dir = base_dir or os.path.dirname(os.path.abspath(path))
+            return parse_bytes(data), base_dir
+        modelfile = parse(params["modelfile"])
+    except ModelfileError as err:
+        raise TaskError(str(err)) from err
+    if base_dir is None:
+        _check_relative_paths(modelfile)
+    return modelfile, base_dir
+
+
+def present(module: AnsibleModule, client: OllamaClient, name: ModelName) -> dict[str, Any]:
+    params = module.params
+    modelfile, base_dir = _load_modelfile(params)
+    for warning in modelfile.warnings:
+        module.warn(warning)
+
+    hashes = DigestCache(writable=not module.check_mode)
+    imports = ImportRecords(writable=not module.check_mode)
+    scratch = None if base_dir else tempfile.mkdtemp(prefix="ollama-model-")
+    try:
+        request, uploads = create_request(
+            modelfile,
+            model=params["name"],
+            base_dir=base_dir or scratch or ".",
+            digest_file=hashes.digest,
+        )
+    except ModelfileError as err:
+        raise TaskError(str(err)) from err
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    existing_show = client.show(params["name"])
+    base = _base_content(client, request, modelfile, base_dir)
+    key = files_key(request) if request.get("files") else ""
+    label = _from_label(modelfile)
+    desired = desired_content(request, base, imports.get(key) if key else None, label)
+    after = render(desired)
+    if existing_show is None:
+        existing = None
+        diffs = ["created"]
+        before = ""
+    else:
+        existing = content_from_show(existing_show)
+        diffs = differences(existing, desired)
+        before = render(for_display(existing, desired))
+    old_digest = _digest(client, name) if existing_show is not None else None
+    result: dict[str, Any] = {
+        "changed": bool(diffs),
+        "name": name.display_shortest(),
+        "digest": old_digest,
+        "differences": diffs,
+        "diff": {
+            "before": before,
+            "after": after,
+            "before_header": f"{name.display_shortest()} (registered)",
+            "after_header": f"{name.display_shortest()} (desired)",
+        },
+    }
+    if not diffs or module.check_mode:
+        hashes.save()
+        return result
+
+    digests = {path: hashes.digest(path) for path in uploads}
+    hashes.save()  # hashing 400 GB is worth remembering even if the upload fails
+    for path in uploads:
+        client.upload_blob(path, digests[path])
+    client.create(request)
+
+    created_show = client.show(params["name"])
+    if created_show is None:
+        raise TaskError(f"Ollama reported success but {name.display_shortest()} does not exist")
+    created = content_from_show(created_show)
+    if key:
+        imports.put(key, learn_import(imports.get(key), request, created))
+        imports.save()
+        desired = desired_content(request, base, imports.get(key), label)
+    new_digest = _digest(client, name)
+    result["digest"] = new_digest
+    if new_digest == old_digest:
+        # Re-created byte for byte (a first import of an unchanged file): nothing changed.
+        result.update(changed=False, differences=[])
+        result["diff"]["after"] = result["diff"]["before"]
+    leftover = differences(created, desired)
+    if leftover:
+        module.warn(
+            "the registered model still differs from the Modelfile in: "
+            + "; ".join(leftover)
+            + " (the next run will create it again)"
+        )
+    return result
+
+
+def absent(module: AnsibleModule, client: OllamaClient, name: ModelName) -> dict[str, Any]:
+    show = client.show(module.params["name"])
+    result: dict[str, Any] = {
+        "changed": show is not None,
+        "name": name.display_shortest(),
+        "digest": None,
+        "differences": ["deleted"] if show is not None else [],
+        "diff": {"before": render(content_from_show(show)) if show else "", "after": ""},
+    }
+    if show is not None and not module.check_mode:
+        client.delete(module.params["name"])
+    return result
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "name": {"type": "str", "required": True},
+            "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+            "modelfile": {"type": "str"},
+            "modelfile_path": {"type": "path"},
+            "base_dir": {"type": "path"},
+            "api_url": {"type": "str", "default": DEFAULT_API_URL},
+            "timeout": {"type": "int", "default": 600},
+        },
+        mutually_exclusive=[("modelfile", "modelfile_path")],
+        required_if=[("state", "present", ("modelfile", "modelfile_path"), True)],
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        name = ModelName.parse(params["name"])
+        client = OllamaClient(params["api_url"], params["timeout"])
+    except ValueError as err:
+        module.fail_json(msg=str(err))
+    try:
+        if params["state"] == "present":
+            result = present(module, client, name)
+        else:
+            result = absent(module, client, name)
+    except TaskError as err:
+        module.fail_json(msg=str(err), name=params["name"])
+    except OllamaUnreachable as err:
+        module.fail_json(msg=str(err), name=params["name"])
+    except OllamaError as err:
+        module.fail_json(msg=f"{params['name']}: {err}", name=params["name"], status=err.status)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
