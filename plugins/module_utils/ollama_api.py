@@ -290,6 +290,7 @@ class OllamaClient:
                 if isinstance(item, dict):
                     yield item
         finally:
+            resp.close()  # the response holds the socket open; Ollama must see us leave
             conn.close()
 
     # ------------------------------------------------------------------ API

@@ -27,8 +27,8 @@ description:
     differ from the file's. The module remembers which layer an import produced
     (in C(~/.cache/localllm-fleet/) of the remote user), and remembers file digests by
     device, inode, size and times, so a converged host neither re-imports nor re-hashes
-    hundreds of GB. Losing that cache costs one re-import, never a wrong answer: after a
-    create, C(changed) is whether the model's manifest digest actually changed.
+    hundreds of GB. Losing that cache costs one re-import, never a wrong answer, because
+    after a create C(changed) is whether the model's manifest digest actually changed.
 author:
   - localllm.fleet contributors
 options:

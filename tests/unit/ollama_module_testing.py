@@ -9,17 +9,26 @@ goes through AnsibleModule's argument validation and its real main().
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
+import importlib.machinery
+import importlib.util
 import io
 import json
 import os
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from ansible.module_utils import basic
 
-STANDINS = Path(__file__).resolve().parents[1] / "standins" / "ollama"
+REPO = Path(__file__).resolve().parents[2]
+STANDINS = REPO / "tests" / "standins" / "ollama"
 if str(STANDINS) not in sys.path:
     sys.path.insert(0, str(STANDINS))
 
@@ -81,3 +90,174 @@ def store_snapshot(models: Path) -> dict[str, tuple[int, int]]:
 
 def api_url(server: Any) -> str:
     return f"http://{server.host}"
+
+
+# --------------------------------------------------------------------------- test data
+
+
+def write_gguf(
+    path: Path, megabytes: float = 0.01, name: str = "lab", canonical: bool = True
+) -> Path:
+    """A real GGUF file (llama architecture) of about `megabytes`, deterministic per name.
+
+    canonical=False leaves out general.quantization_version, so that Ollama's import
+    re-serializes it into a blob with a different digest (as it does for many files).
+    """
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_type("model")
+    writer.add_name(f"localllm.fleet test model {name}")
+    writer.add_file_type(0)
+    if canonical:
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    writer.add_context_length(4096)
+    writer.add_block_count(1)
+    writer.add_embedding_length(64)
+    writer.add_feed_forward_length(128)
+    writer.add_head_count(4)
+    writer.add_head_count_kv(4)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(["<unk>", "<s>", "</s>", "a"])
+    writer.add_token_types([3, 3, 3, 1])
+    seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big")
+    count = max(int(megabytes * 1_000_000 / 4), 64)
+    weights = np.random.default_rng(seed).standard_normal(count).astype(np.float32)
+    writer.add_tensor("token_embd.weight", weights)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def publish_model(
+    root: Path, repo: str, tag: str, gguf_path: Path, template: str = "{{ .Prompt }}"
+) -> str:
+    """Put a model into a static OCI registry tree (as make-models does); its manifest digest."""
+    model = gguf_path.read_bytes()
+    blobs = [
+        ("application/vnd.ollama.image.model", model),
+        ("application/vnd.ollama.image.template", template.encode()),
+        ("application/vnd.ollama.image.params", b'{"temperature":0.6}\n'),
+    ]
+    config = json.dumps(
+        {
+            "model_format": "gguf",
+            "model_family": "llama",
+            "model_families": ["llama"],
+            "model_type": "1M",
+            "file_type": "F32",
+            "architecture": "amd64",
+            "os": "linux",
+        },
+        separators=(",", ":"),
+    ).encode()
+    layers = [
+        {"mediaType": media, "digest": "sha256:" + sha256_hex(data), "size": len(data)}
+        for media, data in blobs
+    ]
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "digest": "sha256:" + sha256_hex(config),
+                "size": len(config),
+            },
+            "layers": layers,
+        },
+        separators=(",", ":"),
+    ).encode()
+    base = root / "v2" / repo
+    (base / "blobs").mkdir(parents=True, exist_ok=True)
+    (base / "manifests").mkdir(parents=True, exist_ok=True)
+    for _media, data in [*blobs, ("config", config)]:
+        (base / "blobs" / ("sha256:" + sha256_hex(data))).write_bytes(data)
+    (base / "manifests" / tag).write_bytes(manifest)
+    return sha256_hex(manifest)
+
+
+def _load_script(path: Path, name: str) -> Any:
+    """Import a script without a .py suffix (registry-server, mirror-server) as a module."""
+    loader = importlib.machinery.SourceFileLoader(name, str(path))
+    spec = importlib.util.spec_from_loader(name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+@dataclass
+class SlowServer:
+    """A registry or mirror on 127.0.0.1 that sends file bodies at `rate` bytes/s and
+    records the Range header of every GET (to prove that a transfer resumed)."""
+
+    port: int
+    ranges: list[str]
+    server: Any
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def slow_server(root: Path, kind: str, rate: float | None = None) -> Iterator[SlowServer]:
+    """kind `registry` (tests/standins/ollama/registry-server, blob redirects) or `mirror`
+    (tests/lab/mirror-server)."""
+    if kind == "registry":
+        script = _load_script(STANDINS / "registry-server", "registry_server")
+        base = script.RegistryHandler
+    else:
+        script = _load_script(REPO / "tests" / "lab" / "mirror-server", "mirror_server")
+        base = script.MirrorHandler
+    ranges: list[str] = []
+
+    class Handler(base):  # type: ignore[misc, valid-type]
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def send_head(self):  # type: ignore[no-untyped-def]
+            if self.command == "GET":
+                ranges.append(self.headers.get("Range") or "")
+            return super().send_head()
+
+        def copyfile(self, source: Any, outputfile: Any) -> None:
+            if rate is None:
+                super().copyfile(source, outputfile)
+                return
+            remaining = getattr(self, "_remaining", None)
+            block = 32 * 1024
+            while remaining is None or remaining > 0:
+                chunk = source.read(block if remaining is None else min(block, remaining))
+                if not chunk:
+                    break
+                try:
+                    outputfile.write(chunk)
+                    outputfile.flush()
+                except OSError:
+                    return
+                if remaining is not None:
+                    remaining -= len(chunk)
+                time.sleep(len(chunk) / rate)
+            self._remaining = None
+
+    def factory(*args: Any, **kwargs: Any) -> Any:
+        return Handler(*args, directory=str(root), **kwargs)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), factory)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield SlowServer(server.server_address[1], ranges, server)
+    finally:
+        server.shutdown()
+        server.server_close()

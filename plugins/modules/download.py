@@ -1,0 +1,391 @@
+#!/usr/bin/python
+# Copyright (c) localllm.fleet contributors
+# Apache License 2.0 (see galaxy.yml)
+"""Ansible module localllm.fleet.download: resumable, verified download of big files."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: download
+short_description: Download a big file over HTTP(S) in resumable slices, verified by sha256
+version_added: "0.1.0"
+description:
+  - Downloads O(url) to O(dest) for files too big for M(ansible.builtin.get_url) to fetch in
+    one go (model weights of tens or hundreds of GB).
+  - Bytes go to C(<dest>.part). Each call transfers for at most O(max_seconds), then returns
+    C(done=false) with a progress line; the next call resumes with an HTTP C(Range) request
+    (a server that ignores ranges makes it start over). When all bytes are there, the
+    sha256 of the whole file is checked against O(checksum) and the file is renamed to
+    O(dest) atomically, with O(owner), O(group) and O(mode) already applied.
+  - A wrong download is never installed. On a checksum mismatch the C(.part) file is
+    deleted and the task fails naming both digests.
+  - An O(dest) that already has the right digest is left alone and nothing is fetched.
+    The digest of a verified file is remembered (by device, inode, size and times, in
+    C(~/.cache/localllm-fleet/) of the remote user), so a converged host does not hash
+    hundreds of GB on every run, and M(localllm.fleet.ollama_model) does not hash the
+    file again when it imports it.
+author:
+  - localllm.fleet contributors
+options:
+  url:
+    description:
+      - HTTP or HTTPS URL of the file. Redirects are followed.
+    type: str
+    required: true
+  dest:
+    description:
+      - Absolute path of the file to create. Its directory must exist.
+    type: path
+    required: true
+  checksum:
+    description:
+      - The expected digest, C(sha256:<64 hex digits>).
+    type: str
+    required: true
+  max_seconds:
+    description:
+      - Stop transferring after this many seconds and return C(done=false); the next call
+        resumes. V(0) transfers until done. Verifying the finished file is not counted.
+    type: int
+    default: 60
+  timeout:
+    description:
+      - Seconds to wait for the server to answer or to send more bytes.
+    type: int
+    default: 60
+  validate_certs:
+    description:
+      - Verify the server's TLS certificate.
+    type: bool
+    default: true
+extends_documentation_fragment:
+  - ansible.builtin.files
+notes:
+  - In check mode nothing is downloaded or written; C(changed) says whether O(dest) would
+    change and C(done) whether it is already complete, so a retry loop must also stop on
+    C(ansible_check_mode).
+  - While a download is not done, the task result is marked to be shown on every C(until:)
+    retry at default verbosity, so the progress line appears in the play output.
+seealso:
+  - module: ansible.builtin.get_url
+  - module: localllm.fleet.ollama_model
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Download a GGUF file from the mirror, printing progress every minute
+  localllm.fleet.download:
+    url: http://mirror.example.internal/models/deepseek-r1-32b-q4_k_m.gguf
+    dest: /var/cache/localllm-fleet/models/deepseek-r1-32b-q4_k_m.gguf
+    checksum: sha256:9bf2ba5e1b4b4a8f0b9e4f36f7f7c1a9f0d0d1e4b4c2f6a1e3d5c7b9a1f3e5d7
+    owner: root
+    group: ollama
+    mode: "0640"
+  register: download
+  until: download.done or ansible_check_mode
+  retries: 600
+  delay: 0
+"""
+
+RETURN = r"""
+done:
+  description: Whether O(dest) is complete and verified.
+  returned: always
+  type: bool
+bytes:
+  description: Bytes downloaded so far (the size of O(dest) once done).
+  returned: always
+  type: int
+total:
+  description: The file's size, once the server has said it (C(null) before).
+  returned: always
+  type: int
+progress:
+  description: "One human line, e.g. C(x.gguf: 12.3 GB of 19.9 GB (62%), 85.1 MB/s)."
+  returned: always
+  type: str
+checksum:
+  description: The verified digest (C(sha256:<hex>)) once done.
+  returned: always
+  type: str
+"""
+
+import contextlib
+import hashlib
+import os
+import re
+import time
+import urllib.error
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.localllm.fleet.plugins.module_utils.digest_cache import (
+    DigestCache,
+    sha256_file,
+)
+from ansible_collections.localllm.fleet.plugins.module_utils.progress import (
+    human_bytes,
+    progress_line,
+)
+
+_CHECKSUM = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
+_CONTENT_RANGE = re.compile(r"^bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)$")
+_BLOCK = 1 << 20
+_RETRIES = 5
+
+
+class DownloadError(Exception):
+    pass
+
+
+def parse_checksum(text: str) -> str:
+    """`sha256:<hex>` in lower case; ValueError otherwise."""
+    match = _CHECKSUM.match(text.strip())
+    if not match:
+        raise ValueError(f"checksum must be sha256:<64 hex digits>, not {text!r}")
+    return "sha256:" + match.group(1).lower()
+
+
+def content_range(header: str | None) -> tuple[int | None, int | None]:
+    """(first byte, total size) from a Content-Range header; None where absent or `*`."""
+    match = _CONTENT_RANGE.match((header or "").strip())
+    if not match:
+        return None, None
+    first = int(match.group(1)) if match.group(1) is not None else None
+    total = int(match.group(3)) if match.group(3) != "*" else None
+    return first, total
+
+
+class Transfer:
+    """One call's worth of downloading into the .part file."""
+
+    def __init__(self, module: AnsibleModule, url: str, part: str, deadline: float | None):
+        self.module = module
+        self.url = url
+        self.part = part
+        self.deadline = deadline
+        self.total: int | None = None
+        self.moved = 0
+        self.hasher: Any = None  # sha256 of the whole file, when this call started at 0
+        self.started = time.monotonic()
+
+    @property
+    def size(self) -> int:
+        try:
+            return os.path.getsize(self.part)
+        except OSError:
+            return 0
+
+    def time_left(self) -> bool:
+        return self.deadline is None or time.monotonic() < self.deadline
+
+    def _open(self, offset: int) -> Any:
+        params = self.module.params
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        try:
+            return open_url(
+                self.url,
+                headers=headers,
+                timeout=params["timeout"],
+                validate_certs=params["validate_certs"],
+                follow_redirects="safe",
+                decompress=False,
+            )
+        except urllib.error.HTTPError as err:
+            if err.code == 416 and offset:
+                return err  # the caller decides from Content-Range
+            raise DownloadError(
+                f"cannot download {self.url}: HTTP {err.code} {err.reason}"
+            ) from err
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", None) or err
+            raise DownloadError(f"cannot download {self.url}: {reason}") from err
+
+    def step(self) -> bool:
+        """Transfer until the file is complete (True), the deadline passes or the connection
+        breaks (False). Raises DownloadError for answers that retrying cannot fix."""
+        offset = self.size
+        resp = self._open(offset)
+        try:
+            status = getattr(resp, "status", None) or resp.getcode()
+            if status == 416:  # nothing after `offset`: the .part is complete, or too long
+                _first, total = content_range(resp.headers.get("Content-Range"))
+                if total is not None and total == offset:
+                    self.total = total
+                    return True
+                os.unlink(self.part)  # longer than the file: it cannot be ours
+                raise DownloadError(
+                    f"{self.part} was longer than {self.url}; it was removed, run again"
+                )
+            length = resp.headers.get("Content-Length")
+            if status == 206:
+                first, total = content_range(resp.headers.get("Content-Range"))
+                if first != offset:
+                    raise DownloadError(
+                        f"{self.url} answered a range starting at {first}, not {offset}"
+                    )
+                self.total = total if total is not None else None
+                mode = "ab"
+            else:  # 200: the server ignores ranges; start again from the first byte
+                offset = 0
+                self.total = int(length) if length and length.isdigit() else None
+                mode = "wb"
+            if offset == 0:
+                self.hasher = hashlib.sha256()
+            with open(self.part, mode) as handle:
+                while self.time_left():
+                    try:
+                        block = resp.read(_BLOCK)
+                    except (OSError, ValueError):
+                        return False
+                    if not block:
+                        break
+                    handle.write(block)
+                    self.moved += len(block)
+                    if self.hasher is not None:
+                        self.hasher.update(block)
+                handle.flush()
+                os.fsync(handle.fileno())
+            size = self.size
+            if self.total is None:
+                return self.time_left()  # EOF without a known size: that was all of it
+            return size >= self.total
+        finally:
+            with contextlib.suppress(Exception):
+                resp.close()
+
+    def rate(self) -> float | None:
+        elapsed = time.monotonic() - self.started
+        return self.moved / elapsed if self.moved and elapsed > 0 else None
+
+
+def finish(
+    module: AnsibleModule, transfer: Transfer, dest: str, expected: str, hashes: DigestCache
+) -> bool:
+    """Verify the complete .part and install it as dest; True when dest changed."""
+    part = transfer.part
+    if transfer.hasher is not None and transfer.total in (None, transfer.size):
+        actual = "sha256:" + transfer.hasher.hexdigest()
+    else:
+        actual = sha256_file(part)
+    if actual != expected:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(part)
+        raise DownloadError(
+            f"checksum mismatch for {transfer.url}: expected {expected}, got {actual} "
+            f"({human_bytes(transfer.size)}); the download was deleted"
+        )
+    file_args = module.load_file_common_arguments(module.params, path=part)
+    module.set_fs_attributes_if_different(file_args, False)
+    os.replace(part, dest)
+    directory = os.open(os.path.dirname(dest) or ".", os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    hashes.remember(dest, expected)
+    return True
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "url": {"type": "str", "required": True},
+            "dest": {"type": "path", "required": True},
+            "checksum": {"type": "str", "required": True},
+            "max_seconds": {"type": "int", "default": 60},
+            "timeout": {"type": "int", "default": 60},
+            "validate_certs": {"type": "bool", "default": True},
+        },
+        add_file_common_args=True,
+        supports_check_mode=True,
+    )
+    params = module.params
+    url, dest = params["url"], params["dest"]
+    label = os.path.basename(dest)
+    try:
+        expected = parse_checksum(params["checksum"])
+    except ValueError as err:
+        module.fail_json(msg=str(err))
+    if not url.startswith(("http://", "https://")):
+        module.fail_json(msg=f"url must be http:// or https://, not {url!r}")
+    if params["max_seconds"] < 0:
+        module.fail_json(msg="max_seconds must be 0 (no limit) or more")
+    directory = os.path.dirname(dest) or "."
+    if not os.path.isdir(directory):
+        module.fail_json(msg=f"the directory of dest does not exist: {directory}")
+    if os.path.isdir(dest):
+        module.fail_json(msg=f"dest is a directory, give the file's path: {dest}")
+
+    hashes = DigestCache(writable=not module.check_mode)
+    part = dest + ".part"
+    result: dict[str, Any] = {"checksum": None}
+    if os.path.isfile(dest):
+        actual = hashes.digest(dest)
+        if actual == expected:
+            hashes.save()
+            file_args = module.load_file_common_arguments(params)
+            changed = module.set_fs_attributes_if_different(file_args, False)
+            size = os.path.getsize(dest)
+            module.exit_json(
+                changed=changed,
+                done=True,
+                bytes=size,
+                total=size,
+                checksum=expected,
+                progress=f"{label}: present and verified ({human_bytes(size)})",
+            )
+        result["msg"] = f"{dest} has {actual}, not {expected}: downloading it again"
+    if module.check_mode:
+        size = os.path.getsize(part) if os.path.isfile(part) else 0
+        module.exit_json(
+            changed=True,
+            done=False,
+            bytes=size,
+            total=None,
+            progress=f"{label}: would be downloaded from {url}",
+            **result,
+        )
+
+    deadline = time.monotonic() + params["max_seconds"] if params["max_seconds"] else None
+    transfer = Transfer(module, url, part, deadline)
+    complete = False
+    failures = 0
+    try:
+        while not complete and transfer.time_left():
+            complete = transfer.step()
+            if not complete and transfer.time_left():
+                failures += 1  # the connection broke: try again while time is left
+                if failures > _RETRIES:
+                    raise DownloadError(
+                        f"cannot download {url}: the connection broke {failures} times"
+                    )
+                time.sleep(min(failures, 5))
+        if complete:
+            finish(module, transfer, dest, expected, hashes)
+            result["checksum"] = expected
+    except DownloadError as err:
+        hashes.save()
+        module.fail_json(msg=str(err), bytes=transfer.size, total=transfer.total)
+    hashes.save()
+    size = os.path.getsize(dest) if complete else transfer.size
+    line = progress_line(label, size, transfer.total, transfer.rate())
+    module.exit_json(
+        changed=complete or transfer.moved > 0,
+        done=complete,
+        bytes=size,
+        total=transfer.total if not complete else size,
+        progress=line + (", verified" if complete else ""),
+        **result,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+#!/usr/bin/python
+# Copyright (c) localllm.fleet contributors
+# Apache License 2.0 (see galaxy.yml)
+"""Ansible module localllm.fleet.ollama_pull: pull a model in resumable slices."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ollama_pull
+short_description: Pull an Ollama model from a registry, in resumable time slices
+version_added: "0.1.0"
+description:
+  - Pulls O(name) through the host's Ollama API (C(POST /api/pull)), from the public
+    library or from a private registry (C(host[:port]/namespace/model:tag)).
+  - A pull of a big model takes hours. The module streams Ollama's progress for at most
+    O(max_seconds), then disconnects and returns C(done=false) with a progress line.
+    Ollama keeps what it has downloaded (C(sha256-<hex>-partial) files with their part
+    bookkeeping) and the next call resumes where this one stopped, so a task that loops
+    C(until) C(result.done) reports progress between slices and survives interruptions.
+  - Without O(update), a model that is already on the host is left alone and nothing is
+    contacted but the local API.
+author:
+  - localllm.fleet contributors
+options:
+  name:
+    description:
+      - The model, e.g. C(deepseek-r1:32b) or C(mirror:8080/library/deepseek-r1:32b).
+    type: str
+    required: true
+  insecure:
+    description:
+      - Allow plain HTTP to a private registry (Ollama's C(--insecure)).
+    type: bool
+    default: false
+  update:
+    description:
+      - When the model exists, pull it again to pick up a newer version of the same tag
+        (only changed blobs are downloaded). V(false) leaves an existing model alone.
+    type: bool
+    default: false
+  max_seconds:
+    description:
+      - Stop after this many seconds and return C(done=false); the next call resumes.
+        V(0) waits until the pull is complete.
+    type: int
+    default: 60
+  api_url:
+    description:
+      - Base URL of the Ollama API.
+    type: str
+    default: http://127.0.0.1:11434
+  timeout:
+    description:
+      - Seconds to wait for any single answer from Ollama.
+    type: int
+    default: 600
+notes:
+  - In check mode nothing is pulled; C(changed) says whether the model is missing (with
+    O(update), whether the registry has something newer cannot be known without pulling,
+    so C(changed=false)). C(done) tells whether the model is complete, so a retry loop
+    must also stop on C(ansible_check_mode).
+  - While a pull is not done, the task result is marked to be shown on every C(until:)
+    retry at default verbosity, so the progress line appears in the play output.
+  - A failed pull (unknown model, registry unreachable, TLS) fails with Ollama's own error
+    text and the model name.
+seealso:
+  - module: localllm.fleet.ollama_model
+  - module: localllm.fleet.ollama_bundle
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Pull a model, printing progress every minute, for up to six hours
+  localllm.fleet.ollama_pull:
+    name: deepseek-r1:32b
+    max_seconds: 60
+  register: pull
+  until: pull.done or ansible_check_mode
+  retries: 360
+  delay: 0
+
+- name: Pull from a private registry over plain HTTP
+  localllm.fleet.ollama_pull:
+    name: mirror:8080/library/qwq:32b
+    insecure: true
+    max_seconds: 0
+"""
+
+RETURN = r"""
+done:
+  description: Whether the model is complete on the host.
+  returned: always
+  type: bool
+status:
+  description: Ollama's last status line (C(success), C(pulling 96c415656d37), ...).
+  returned: always
+  type: str
+completed:
+  description: Bytes of the model's blobs on the host so far (of the blobs seen so far).
+  returned: always
+  type: int
+total:
+  description: Bytes of the model's blobs (of the blobs Ollama has started on so far).
+  returned: always
+  type: int
+progress:
+  description: "One human line, e.g. C(deepseek-r1:32b: 12.3 GB of 19.9 GB (62%), 85.1 MB/s)."
+  returned: always
+  type: str
+digest:
+  description: The model's manifest digest as C(/api/tags) reports it, once done.
+  returned: always
+  type: str
+"""
+
+import time
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.localllm.fleet.plugins.module_utils.ollama_api import (
+    DEFAULT_API_URL,
+    DeadlineReached,
+    ModelName,
+    OllamaClient,
+    OllamaError,
+    OllamaUnreachable,
+)
+from ansible_collections.localllm.fleet.plugins.module_utils.progress import (
+    human_bytes,
+    progress_line,
+)
+
+# Upstream race: a pull that starts while the previous (disconnected) one is still being
+# cancelled can attach to the dying download and fail with this text; once more then works.
+_CANCELED = "context canceled"
+
+
+class PullTracker:
+    """Sums Ollama's per-blob progress lines into one count and a rate."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, int] = {}
+        self.completed: dict[str, int] = {}
+        self.first: dict[str, int] = {}
+        self.status = ""
+        self.done = False
+        self.started = time.monotonic()
+
+    def add(self, item: dict[str, Any]) -> None:
+        self.status = str(item.get("status") or self.status)
+        digest = item.get("digest")
+        if digest and item.get("total") is not None:
+            self.totals[digest] = int(item.get("total") or 0)
+            done = int(item.get("completed") or 0)
+            self.first.setdefault(digest, done)
+            self.completed[digest] = max(done, self.completed.get(digest, 0))
+        if self.status == "success":
+            self.done = True
+
+    @property
+    def total(self) -> int:
+        return sum(self.totals.values())
+
+    @property
+    def bytes_done(self) -> int:
+        return sum(self.completed.values())
+
+    @property
+    def transferred(self) -> int:
+        """Bytes this call moved (a resumed blob starts from what was already there)."""
+        return sum(max(done - self.first.get(d, 0), 0) for d, done in self.completed.items())
+
+    def rate(self) -> float | None:
+        elapsed = time.monotonic() - self.started
+        return self.transferred / elapsed if elapsed > 0 and self.transferred else None
+
+
+def pull(client: OllamaClient, name: str, insecure: bool, max_seconds: int) -> PullTracker:
+    """Stream one slice of the pull; OllamaError with Ollama's text when it fails."""
+    deadline = time.monotonic() + max_seconds if max_seconds > 0 else None
+    for attempt in range(2):
+        tracker = PullTracker()
+        try:
+            for item in client.pull(name, insecure=insecure, deadline=deadline):
+                tracker.add(item)
+        except DeadlineReached:
+            return tracker
+        except OllamaError as err:
+            if attempt == 0 and str(err).endswith(_CANCELED):
+                time.sleep(1)
+                continue
+            raise
+        return tracker
+    return tracker  # pragma: no cover - the loop always returns or raises
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "name": {"type": "str", "required": True},
+            "insecure": {"type": "bool", "default": False},
+            "update": {"type": "bool", "default": False},
+            "max_seconds": {"type": "int", "default": 60},
+            "api_url": {"type": "str", "default": DEFAULT_API_URL},
+            "timeout": {"type": "int", "default": 600},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    if params["max_seconds"] < 0:
+        module.fail_json(msg="max_seconds must be 0 (no limit) or more")
+    try:
+        name = ModelName.parse(params["name"])
+        client = OllamaClient(params["api_url"], params["timeout"])
+    except ValueError as err:
+        module.fail_json(msg=str(err))
+    label = params["name"]
+    try:
+        existing = client.find(name)
+        if existing is not None and (not params["update"] or module.check_mode):
+            size = int(existing.get("size") or 0)
+            module.exit_json(
+                changed=False,
+                done=True,
+                status="present",
+                completed=size,
+                total=size,
+                progress=f"{label}: on the host ({human_bytes(size)})",
+                digest=existing.get("digest"),
+            )
+        if module.check_mode:
+            module.exit_json(
+                changed=True,
+                done=False,
+                status="not pulled (check mode)",
+                completed=0,
+                total=0,
+                progress=f"{label}: would be pulled",
+                digest=None,
+            )
+        tracker = pull(client, params["name"], params["insecure"], params["max_seconds"])
+        after = client.find(name) if tracker.done else None
+    except OllamaUnreachable as err:
+        module.fail_json(msg=str(err), name=label)
+    except OllamaError as err:
+        module.fail_json(msg=f"cannot pull {label}: {err}", name=label)
+
+    old_digest = existing.get("digest") if existing else None
+    new_digest = after.get("digest") if after else None
+    if tracker.done:
+        changed = new_digest != old_digest
+        line = progress_line(label, tracker.bytes_done, tracker.total, tracker.rate())
+        line += ", done" if changed else ", already up to date"
+    else:
+        changed = tracker.transferred > 0
+        line = progress_line(label, tracker.bytes_done, tracker.total, tracker.rate())
+        if not tracker.total:
+            line = f"{label}: {tracker.status or 'starting'}"
+    module.exit_json(
+        changed=changed,
+        done=tracker.done,
+        status=tracker.status,
+        completed=tracker.bytes_done,
+        total=tracker.total,
+        progress=line,
+        digest=new_digest if tracker.done else old_digest,
+    )
+
+
+if __name__ == "__main__":
+    main()
