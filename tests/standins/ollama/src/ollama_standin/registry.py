@@ -25,6 +25,7 @@ import json
 import os
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -34,12 +35,34 @@ from . import names, store
 from .names import Name
 
 Progress = Callable[[dict], None]
+# One download per blob at a time (upstream: blobDownloadManager); a second pull of the
+# same blob waits for the first and then resumes from its part file.
+_DOWNLOADS: dict[str, threading.Lock] = {}
+_DOWNLOADS_LOCK = threading.Lock()
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 TLS_VERIFY = "tls: failed to verify certificate"
 
 
 class PullError(Exception):
     pass
+
+
+class Cancelled(PullError):
+    """The client went away: upstream cancels the request context, the download stops
+    (its part files stay, so the next pull resumes) and no manifest is written."""
+
+    def __str__(self) -> str:
+        return "context canceled"
+
+
+def _blob_lock(digest: str) -> threading.Lock:
+    with _DOWNLOADS_LOCK:
+        return _DOWNLOADS.setdefault(digest, threading.Lock())
+
+
+def _check(cancelled: threading.Event | None) -> None:
+    if cancelled is not None and cancelled.is_set():
+        raise Cancelled()
 
 
 class NotExist(PullError):
@@ -186,8 +209,26 @@ def _part_paths(blob_path: str) -> tuple[str, str]:
     return blob_path + "-partial", blob_path + "-partial-0"
 
 
-def _download_blob(base: str, name: Name, digest: str, progress: Progress) -> bool:
+def _download_blob(
+    base: str,
+    name: Name,
+    digest: str,
+    progress: Progress,
+    cancelled: threading.Event | None = None,
+) -> bool:
     """downloadBlob: True on cache hit. The verified rename happens in pull()."""
+    with _blob_lock(digest):
+        return _download_blob_locked(base, name, digest, progress, cancelled)
+
+
+def _download_blob_locked(
+    base: str,
+    name: Name,
+    digest: str,
+    progress: Progress,
+    cancelled: threading.Event | None,
+) -> bool:
+    _check(cancelled)
     final = store.blobs_path(digest)
     status = f"pulling {digest[7:19]}"
     if os.path.exists(final):
@@ -220,6 +261,7 @@ def _download_blob(base: str, name: Name, digest: str, progress: Progress) -> bo
             status=status,
             digest=digest,
             progress=progress,
+            cancelled=cancelled,
         )
     progress({"status": status, "digest": digest, "total": total, "completed": total})
     return False
@@ -273,9 +315,11 @@ def _fetch_range(
     status: str,
     digest: str,
     progress: Progress,
+    cancelled: threading.Event | None = None,
 ) -> None:
     last_error: Exception | None = None
     for attempt in range(6):
+        _check(cancelled)
         try:
             resp = request(
                 "GET", url, {"Range": f"bytes={completed}-{max(total - 1, 0)}"}, timeout=30
@@ -298,6 +342,8 @@ def _fetch_range(
             with open(partial, mode) as handle:
                 handle.seek(start)
                 while completed < total:
+                    if cancelled is not None and cancelled.is_set():
+                        break
                     chunk = resp.read(min(1 << 20, total - completed))
                     if not chunk:
                         break
@@ -321,14 +367,24 @@ def _fetch_range(
             _write_part(part_file, total, completed)
         if completed >= total:
             return
+        _check(cancelled)
         last_error = last_error or PullError("unexpected EOF")
         time.sleep(min(2**attempt, 4))
     raise PullError(f"max retries exceeded: {last_error}")
 
 
 def _install_verified(digest: str) -> None:
+    with _blob_lock(digest):
+        _install_verified_locked(digest)
+
+
+def _install_verified_locked(digest: str) -> None:
     final = store.blobs_path(digest)
     partial, part_file = _part_paths(final)
+    if os.path.exists(final) and not os.path.exists(partial):  # another pull installed it
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(part_file)
+        return
     actual = store.sha256_file(partial)
     if actual != digest:
         for path in (partial, part_file):
@@ -344,8 +400,14 @@ def _install_verified(digest: str) -> None:
         os.remove(part_file)
 
 
-def pull(model: str, insecure: bool, progress: Progress, no_prune: bool) -> None:
-    """PullModel."""
+def pull(
+    model: str,
+    insecure: bool,
+    progress: Progress,
+    no_prune: bool,
+    cancelled: threading.Event | None = None,
+) -> None:
+    """PullModel. `cancelled` is set when the client goes away (the request context)."""
     name = names.parse(model)
     delete_candidates: set[str] = set()
     try:
@@ -384,13 +446,15 @@ def pull(model: str, insecure: bool, progress: Progress, no_prune: bool) -> None
         if not layer.digest:
             raise PullError(f"{name.namespace_model()}: digest is empty")
         store.blobs_path(layer.digest)  # validates the digest format
-        hit = _download_blob(base, name, layer.digest, progress)
+        hit = _download_blob(base, name, layer.digest, progress, cancelled)
         skip_verify[layer.digest] = skip_verify.get(layer.digest, True) and hit
         delete_candidates.discard(layer.digest)
+    _check(cancelled)
     progress({"status": "verifying sha256 digest"})
     for digest, skip in skip_verify.items():
         if not skip:
             _install_verified(digest)
+    _check(cancelled)  # upstream blocks on this progress send forever: no manifest
     progress({"status": "writing manifest"})
     store.write_manifest_raw(name, data)
     if not no_prune and delete_candidates:

@@ -310,6 +310,8 @@ class Stream:
 
     def __init__(self, work: Callable[[Callable[[dict], None]], None]) -> None:
         self.items: queue.Queue = queue.Queue()
+        # Set when the client went away (upstream: the request context is cancelled).
+        self.cancelled = threading.Event()
 
         def run() -> None:
             try:
@@ -458,7 +460,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.end_headers()
                 started = True
             value = convert(item) if convert else item
-            self._write_chunk(dumps(value).encode() + b"\n")
+            if not self._write_chunk(dumps(value).encode() + b"\n"):
+                stream.cancelled.set()  # gin's Stream returns when the client is gone
+                self._finish_log()
+                return
         if started:
             self._write_chunk(b"")
             self._finish_log()
@@ -475,12 +480,15 @@ class Handler(BaseHTTPRequestHandler):
             latest = item
         self.send_json(200, latest, "application/json")
 
-    def _write_chunk(self, data: bytes) -> None:
+    def _write_chunk(self, data: bytes) -> bool:
+        """False when the client has gone away."""
         try:
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+            return False
+        return True
 
     def _finish_log(self) -> None:
         latency = time.monotonic_ns() - getattr(self, "_start", time.monotonic_ns())
@@ -828,12 +836,14 @@ class Handler(BaseHTTPRequestHandler):
         name = store.existing_name(name)
         insecure = bool(req.get("insecure"))
         app = self.app
+        cancelled = threading.Event()
 
         def work(emit: Callable[[dict], None]) -> None:
             # upstream passes DisplayShortest(): an explicit http:// scheme is dropped
-            registry.pull(name.display_shortest(), insecure, emit, app.no_prune)
+            registry.pull(name.display_shortest(), insecure, emit, app.no_prune, cancelled)
 
         stream = Stream(work)
+        stream.cancelled = cancelled
         if req.get("stream") is False:
             self.wait_stream(stream)
         else:
