@@ -213,23 +213,22 @@ def ansible_env() -> dict:
         ANSIBLE_ROLES_PATH=str(root / "roles"),
         ANSIBLE_COLLECTIONS_PATH=str(root / "collections"),
         ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
     )
 
 
-def drivers_playbook(*args: str) -> PlaybookRun:
-    """playbooks/drivers.yml through the gpu_tier inventory, as operators run it."""
-    command = [
-        "ansible-playbook",
-        "-i",
-        str(gpu_tier_source()),
-        str(project_dir() / "playbooks" / "drivers.yml"),
-        *args,
-    ]
+def ansible_playbook(inventory: str | Path, playbook: str | Path, *args: str) -> PlaybookRun:
+    command = ["ansible-playbook", "-i", str(inventory), str(playbook), *args]
     result = subprocess.run(
         command, capture_output=True, text=True, env=ansible_env(), timeout=900, check=False
     )
     output = result.stdout + result.stderr
     return PlaybookRun(result.returncode, output, parse_recap(output))
+
+
+def drivers_playbook(*args: str) -> PlaybookRun:
+    """playbooks/drivers.yml through the gpu_tier inventory, as operators run it."""
+    return ansible_playbook(gpu_tier_source(), project_dir() / "playbooks" / "drivers.yml", *args)
 
 
 def gpu_tier_groups(listing: dict) -> dict[str, set[str]]:
@@ -347,3 +346,42 @@ def test_reboot_happens_only_when_allowed_and_needed(host):
     text = " ".join(run.output.split())
     assert "DECISION reboot=true needed=True now=True skip=" in text
     assert "DECISION reboot=false needed=True now=False skip=nvidia_driver_reboot is false" in text
+
+
+def test_secure_boot_without_signed_modules_stops_with_the_enrolment_steps(host):
+    """The preflight on hosts seen as real ones with Secure Boot enforcing (facts forced)."""
+    name = host.backend.get_hostname()
+    if name not in ("nvd-h100x8-debian12", "nvd-h100x8-ubuntu2204"):
+        pytest.skip("checked on the two h100x8 hosts")
+    forced = {
+        "__nvidia_driver_container": False,
+        "__nvidia_driver_secure_boot": {
+            "state": "enabled",
+            "enforcing": True,
+            "detail": "mokutil: SecureBoot enabled",
+        },
+    }
+    run = ansible_playbook(
+        os.environ["MOLECULE_INVENTORY_FILE"],
+        Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml",
+        "--tags",
+        "nvidia_driver_preflight",
+        "--limit",
+        name,
+        "-e",
+        json.dumps(forced),
+    )
+    assert run.recap[name]["changed"] == 0
+    if name == "nvd-h100x8-ubuntu2204":
+        # Ubuntu's archive with Canonical's signed modules: nothing to enrol.
+        assert run.rc == 0, run.output[-3000:]
+        return
+    assert run.rc != 0
+    text = " ".join(run.output.split())
+    assert (
+        "Secure Boot is on (mokutil: SecureBoot enabled) and NVIDIA's CUDA repository ships "
+        "no pre-signed" in text
+    )
+    assert "/var/lib/dkms/mok.pub does not exist yet. Nothing was changed." in text
+    assert "sudo mokutil --import /var/lib/dkms/mok.pub" in text
+    assert 'choose "Enroll MOK"' in text
