@@ -385,3 +385,26 @@ def test_secure_boot_without_signed_modules_stops_with_the_enrolment_steps(host)
     assert "/var/lib/dkms/mok.pub does not exist yet. Nothing was changed." in text
     assert "sudo mokutil --import /var/lib/dkms/mok.pub" in text
     assert 'choose "Enroll MOK"' in text
+
+
+def test_ubuntu_archive_uses_canonicals_signed_modules_on_a_host_with_its_own_kernel(host):
+    """Preflight and install as on a real Ubuntu host (facts forced): no DKMS, and the
+    linux-modules-nvidia-<branch>-server-open-<kernel flavour> package instead."""
+    name = host.backend.get_hostname()
+    if name != "nvd-h100x8-ubuntu2204":
+        pytest.skip("checked on the Ubuntu archive host")
+    forced = {"__nvidia_driver_container": False, "nvidia_driver_ubuntu_kernel_flavour": "generic"}
+    run = ansible_playbook(
+        os.environ["MOLECULE_INVENTORY_FILE"],
+        Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml",
+        "--tags",
+        "nvidia_driver_preflight,nvidia_driver_install",
+        "--limit",
+        name,
+        "-e",
+        json.dumps(forced),
+    )
+    assert run.rc == 0, run.output[-3000:]
+    assert installed(host, "linux-modules-nvidia-570-server-open-generic") is not None
+    assert installed(host, "nvidia-dkms-570-server-open") is None
+    assert installed(host, "nvidia-headless-no-dkms-570-server-open") is not None
