@@ -218,7 +218,10 @@ def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, limit: int) -> b
     handle = tar.extractfile(member)
     if handle is None:
         raise BundleError(f"bundle member {member.name} cannot be read")
-    data = handle.read()
+    try:
+        data = handle.read()
+    except tarfile.TarError:
+        data = b""
     if len(data) != member.size:
         raise BundleError(f"the bundle ends inside {member.name} (truncated)")
     return data
@@ -267,7 +270,10 @@ def _copy_hashed(source: IO[bytes], target: IO[bytes] | None, size: int, name: s
     digest = hashlib.sha256()
     left = size
     while left:
-        block = source.read(min(_COPY_BLOCK, left))
+        try:
+            block = source.read(min(_COPY_BLOCK, left))
+        except tarfile.TarError:  # "unexpected end of data"
+            block = b""
         if not block:
             raise BundleError(f"the bundle ends inside {name} (truncated)")
         digest.update(block)
@@ -642,7 +648,7 @@ def import_bundle(
             users = ", ".join(sorted({u for d in lacking for u in index.models_using(d)}))
             raise BundleError(
                 f"the bundle lacks blobs its index lists ({', '.join(lacking)}; "
-                f"models {users or 'none'}): nothing was imported"
+                f"models {users or 'none'}): it is incomplete or damaged; nothing was imported"
             )
         absent = [w for w in writes if w not in manifests]
         if absent:

@@ -21,10 +21,11 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ansible.module_utils import basic
 
 REPO = Path(__file__).resolve().parents[2]
@@ -210,11 +211,13 @@ class SlowServer:
 
 @contextlib.contextmanager
 def slow_server(root: Path, kind: str, rate: float | None = None) -> Iterator[SlowServer]:
-    """kind `registry` (tests/standins/ollama/registry-server, blob redirects) or `mirror`
-    (tests/lab/mirror-server)."""
+    """kind `registry` (tests/standins/ollama/registry-server, blob redirects), `mirror`
+    (tests/lab/mirror-server, byte ranges) or `plain` (http.server, ignores ranges)."""
     if kind == "registry":
         script = _load_script(STANDINS / "registry-server", "registry_server")
         base = script.RegistryHandler
+    elif kind == "plain":  # http.server as is: no Range support
+        base = SimpleHTTPRequestHandler
     else:
         script = _load_script(REPO / "tests" / "lab" / "mirror-server", "mirror_server")
         base = script.MirrorHandler
@@ -261,3 +264,63 @@ def slow_server(root: Path, kind: str, rate: float | None = None) -> Iterator[Sl
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh HOME: the modules keep their digest cache in ~/.cache/localllm-fleet."""
+    home = tmp_path / "remote-home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="module")
+def shared_server(artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One `ollama serve` for a test module whose tests use distinct model names."""
+    from standin_testing import serving
+
+    with serving(artifact, tmp_path_factory.mktemp("ollama-home")) as running:
+        yield running
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def store_from_registry(registry_root: Path, store: Path, models: list[tuple[str, str]]) -> None:
+    """Lay out an Ollama store (manifests + blobs) holding `models` of a registry tree, as
+    `ollama pull` leaves it (the manifest is stored exactly as the registry sent it)."""
+    for model, tag in models:
+        repo = registry_root / "v2" / "library" / model
+        raw = (repo / "manifests" / tag).read_bytes()
+        target = store / "manifests" / "registry.ollama.ai" / "library" / model / tag
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(raw)
+        data = json.loads(raw)
+        (store / "blobs").mkdir(parents=True, exist_ok=True)
+        for entry in [data["config"], *data["layers"]]:
+            blob = store / "blobs" / entry["digest"].replace(":", "-")
+            if not blob.exists():
+                blob.write_bytes((repo / "blobs" / entry["digest"]).read_bytes())
+
+
+def flip_byte(archive: Path, member: str, at: int = 10) -> None:
+    """Corrupt one byte of a tar member's data in place (its size stays the same)."""
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        offset = tar.getmember(member).offset_data + at
+    with open(archive, "r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 0xFF]))

@@ -1,0 +1,177 @@
+"""localllm.fleet.download against the lab mirror (tests/lab/mirror-server) on 127.0.0.1.
+
+Bytes go to <dest>.part; a slice that runs out of time returns done=false and the next
+call resumes with a Range request; the whole file is verified before it is renamed into
+place, and a wrong download is deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ollama_module_testing import run, slow_server, state_home  # noqa: F401 - fixture
+
+from ansible_collections.localllm.fleet.plugins.module_utils.digest_cache import DigestCache
+
+pytestmark = pytest.mark.usefixtures("state_home")
+
+SIZE = 3_000_000
+RATE = 1.5e6
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mirror")
+    (root / "models").mkdir()
+    (root / "models" / "weights.gguf").write_bytes(os.urandom(SIZE))
+    return root
+
+
+def checksum(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def args(url: str, dest: Path, digest: str, **extra: Any) -> dict[str, Any]:
+    return {"url": url, "dest": str(dest), "checksum": digest, **extra}
+
+
+def test_download_is_verified_installed_and_then_left_alone(files: Path, tmp_path: Path) -> None:
+    source = files / "models" / "weights.gguf"
+    dest = tmp_path / "weights.gguf"
+    with slow_server(files, "mirror") as mirror:
+        task = args(f"{mirror.url}/models/weights.gguf", dest, checksum(source))
+        task.update(mode="0640", max_seconds=0)
+        result = run("download", task)
+        assert result["changed"] is True
+        assert result["done"] is True
+        assert result["bytes"] == result["total"] == SIZE
+        assert result["checksum"] == checksum(source)
+        assert result["progress"].startswith("weights.gguf: 3.0 MB of 3.0 MB (100%)")
+        assert dest.read_bytes() == source.read_bytes()
+        assert stat.S_IMODE(dest.stat().st_mode) == 0o640
+        assert not Path(str(dest) + ".part").exists()
+        # What was verified is remembered, so ollama_model need not hash it again.
+        assert DigestCache().get(str(dest)) == checksum(source)
+
+        requests = len(mirror.ranges)
+        again = run("download", task)
+        assert again["changed"] is False
+        assert again["done"] is True
+        assert len(mirror.ranges) == requests  # nothing fetched
+
+        perms = run("download", {**task, "mode": "0600"})
+        assert perms["changed"] is True
+        assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+        assert len(mirror.ranges) == requests
+
+
+def test_download_resumes_after_an_interruption(files: Path, tmp_path: Path) -> None:
+    source = files / "models" / "weights.gguf"
+    dest = tmp_path / "weights.gguf"
+    part = Path(str(dest) + ".part")
+    with slow_server(files, "mirror", rate=RATE) as mirror:
+        task = args(f"{mirror.url}/models/weights.gguf", dest, checksum(source), max_seconds=1)
+        first = run("download", task)
+        assert first["done"] is False
+        assert first["changed"] is True
+        assert 0 < first["bytes"] < SIZE
+        assert first["total"] == SIZE
+        assert re.match(
+            r"^weights\.gguf: [\d.]+ (KB|MB) of 3\.0 MB \(\d+%\), [\d.]+ (KB|MB)/s, "
+            r"about \d+s left$",
+            first["progress"],
+        ), first["progress"]
+        assert part.stat().st_size == first["bytes"]
+        assert not dest.exists()
+
+        # The connection died mid-write: the tail of the .part is lost.
+        kept = first["bytes"] // 2
+        with open(part, "r+b") as handle:
+            handle.truncate(kept)
+        rest = run("download", {**task, "max_seconds": 0})
+        assert rest["done"] is True
+        assert rest["changed"] is True
+        assert mirror.ranges[-1] == f"bytes={kept}-"
+        assert dest.read_bytes() == source.read_bytes()
+        assert not part.exists()
+
+
+def test_a_server_without_ranges_makes_it_start_over(files: Path, tmp_path: Path) -> None:
+    source = files / "models" / "weights.gguf"
+    dest = tmp_path / "weights.gguf"
+    part = Path(str(dest) + ".part")
+    part.write_bytes(b"stale bytes of another attempt")
+    with slow_server(files, "plain") as plain:
+        result = run(
+            "download",
+            args(f"{plain.url}/models/weights.gguf", dest, checksum(source), max_seconds=0),
+        )
+    assert result["done"] is True
+    assert dest.read_bytes() == source.read_bytes()
+
+
+def test_a_corrupt_download_is_rejected_and_deleted(files: Path, tmp_path: Path) -> None:
+    source = files / "models" / "weights.gguf"
+    dest = tmp_path / "weights.gguf"
+    wrong = "sha256:" + "ab" * 32
+    with slow_server(files, "mirror") as mirror:
+        result = run(
+            "download", args(f"{mirror.url}/models/weights.gguf", dest, wrong, max_seconds=0)
+        )
+    assert result["failed"] is True
+    assert f"expected {wrong}, got {checksum(source)}" in result["msg"]
+    assert "the download was deleted" in result["msg"]
+    assert not dest.exists()
+    assert not Path(str(dest) + ".part").exists()
+
+
+def test_a_wrong_file_at_dest_is_replaced(files: Path, tmp_path: Path) -> None:
+    source = files / "models" / "weights.gguf"
+    dest = tmp_path / "weights.gguf"
+    dest.write_bytes(b"not the weights")
+    with slow_server(files, "mirror") as mirror:
+        result = run(
+            "download",
+            args(f"{mirror.url}/models/weights.gguf", dest, checksum(source), max_seconds=0),
+        )
+    assert result["changed"] is True
+    assert "downloading it again" in result["msg"]
+    assert dest.read_bytes() == source.read_bytes()
+
+
+def test_check_mode_fetches_and_writes_nothing(files: Path, tmp_path: Path) -> None:
+    source = files / "models" / "weights.gguf"
+    dest = tmp_path / "weights.gguf"
+    with slow_server(files, "mirror") as mirror:
+        result = run(
+            "download",
+            args(f"{mirror.url}/models/weights.gguf", dest, checksum(source)),
+            check=True,
+        )
+        assert mirror.ranges == []
+    assert result["changed"] is True
+    assert result["done"] is False
+    assert list(tmp_path.iterdir()) == [tmp_path / "remote-home"]
+
+
+@pytest.mark.parametrize(
+    ("url", "digest", "message"),
+    [
+        ("/models/missing.gguf", "sha256:" + "0" * 64, "HTTP 404"),
+        ("/models/weights.gguf", "md5:abc", "checksum must be sha256:<64 hex digits>"),
+    ],
+)
+def test_bad_input_fails_clearly(
+    files: Path, tmp_path: Path, url: str, digest: str, message: str
+) -> None:
+    with slow_server(files, "mirror") as mirror:
+        result = run("download", args(mirror.url + url, tmp_path / "x.gguf", digest))
+    assert result["failed"] is True
+    assert message in result["msg"]
+    assert not (tmp_path / "x.gguf").exists()

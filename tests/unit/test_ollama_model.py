@@ -1,0 +1,356 @@
+"""localllm.fleet.ollama_model against the Ollama stand-in: idempotent by content.
+
+Every test runs the module's real main() as Ansible would (ollama_module_testing.run)
+against `ollama serve` from the stand-in's release artifact, on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ollama_module_testing import (
+    api_url,
+    free_port,
+    run,
+    sha256_hex,
+    shared_server,  # noqa: F401 - fixture
+    state_home,  # noqa: F401 - fixture
+    store_snapshot,
+    write_gguf,
+)
+
+from ansible_collections.localllm.fleet.plugins.module_utils import digest_cache
+
+pytest_plugins = ["standin_fixtures"]
+pytestmark = pytest.mark.usefixtures("state_home")
+
+
+def present(server: Any, name: str, modelfile: str, *, check: bool = False, **extra: Any):
+    args = {"name": name, "modelfile": modelfile, "api_url": api_url(server), **extra}
+    return run("ollama_model", args, check=check, diff=True)
+
+
+def tags(server: Any) -> dict[str, str]:
+    data = json.loads(server.request("GET", "/api/tags")[2])
+    return {m["name"]: m["digest"] for m in data["models"]}
+
+
+@pytest.fixture(scope="module")
+def base(shared_server: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:  # noqa: F811
+    """A base model imported from a GGUF file, with template, system, params and license."""
+    work = tmp_path_factory.mktemp("base")
+    write_gguf(work / "base.gguf", name="base")
+    (work / "Modelfile").write_text(
+        "FROM ./base.gguf\n"
+        'TEMPLATE """{{ if .System }}<sys>{{ .System }}</sys>{{ end }}{{ .Prompt }}"""\n'
+        "SYSTEM You are the base.\n"
+        "PARAMETER temperature 0.6\n"
+        "PARAMETER top_p 0.95\n"
+        'PARAMETER stop "<|end|>"\n'
+        'PARAMETER stop "<|user|>"\n'
+        "LICENSE base license\n"
+    )
+    result = run(
+        "ollama_model",
+        {
+            "name": "lab/base:1",
+            "modelfile_path": str(work / "Modelfile"),
+            "api_url": api_url(shared_server),
+        },
+    )
+    assert result["changed"] is True, result
+    return {"dir": work, "digest": result["digest"]}
+
+
+# ---------------------------------------------------------------------------- idempotence
+
+
+def test_gguf_import_is_created_once_then_left_alone(server: Any, tmp_path: Path) -> None:
+    write_gguf(tmp_path / "m.gguf", name="m")
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text("FROM ./m.gguf\nPARAMETER num_ctx 8192\nSYSTEM Be brief.\n")
+    args = {"name": "fleet/m", "modelfile_path": str(modelfile), "api_url": api_url(server)}
+
+    first = run("ollama_model", args)
+    assert first["changed"] is True
+    assert first["differences"] == ["created"]
+    assert first["name"] == "fleet/m:latest"
+    assert first["digest"] == tags(server)["fleet/m:latest"]
+
+    before = store_snapshot(server.models)
+    second = run("ollama_model", args)
+    assert second["changed"] is False
+    assert second["differences"] == []
+    assert second["digest"] == first["digest"]
+    assert store_snapshot(server.models) == before  # not even re-written in place
+    assert "".join(server.log).count('POST    "/api/create"') == 1
+
+
+def test_one_parameter_change_changes_that_model_only(shared_server: Any, base: dict) -> None:  # noqa: F811
+    one = "FROM lab/base:1\nPARAMETER temperature 0.6\nPARAMETER num_ctx 4096\n"
+    other = "FROM lab/base:1\nPARAMETER num_ctx 2048\n"
+    assert present(shared_server, "fleet/one", one)["changed"] is True
+    assert present(shared_server, "fleet/other", other)["changed"] is True
+    digests = tags(shared_server)
+
+    assert present(shared_server, "fleet/one", one)["changed"] is False
+    assert present(shared_server, "fleet/other", other)["changed"] is False
+
+    changed = present(shared_server, "fleet/one", one.replace("0.6", "0.5"))
+    assert changed["changed"] is True
+    assert changed["differences"] == ["parameter temperature: 0.6 -> 0.5"]
+    assert changed["digest"] != digests["fleet/one:latest"]
+    assert present(shared_server, "fleet/other", other)["changed"] is False
+    after = tags(shared_server)
+    assert after["fleet/other:latest"] == digests["fleet/other:latest"]
+    assert after["lab/base:1"] == digests["lab/base:1"]
+
+
+def test_what_the_base_contributes_is_merged_as_ollama_merges_it(
+    shared_server: Any,  # noqa: F811
+    base: dict,
+) -> None:
+    # The base's template, system, stop list, top_p and license are inherited; a stop line
+    # replaces the base's whole list, a SYSTEM replaces the base's, a LICENSE is appended.
+    modelfile = (
+        "FROM lab/base:1\n"
+        "SYSTEM You are the child.\n"
+        'PARAMETER stop "<|eot|>"\n'
+        "PARAMETER num_ctx 16384\n"
+        "LICENSE child license\n"
+        "MESSAGE user hello\n"
+        "MESSAGE assistant hi\n"
+    )
+    created = present(shared_server, "fleet/child", modelfile)
+    assert created["changed"] is True
+    after = created["diff"]["after"]
+    assert "TEMPLATE <sys>" not in after  # the template is quoted (it has no newline)...
+    assert "{{ if .System }}<sys>" in after  # ...and it is the base's
+    assert "SYSTEM You are the child." in after
+    assert "PARAMETER stop <|eot|>\n" in after
+    assert "<|user|>" not in after
+    assert "PARAMETER top_p 0.95" in after
+    assert "PARAMETER temperature 0.6" in after
+    shown = json.loads(shared_server.request("POST", "/api/show", {"model": "fleet/child"})[2])
+    assert shown["license"] == "base license\nchild license"
+
+    again = present(shared_server, "fleet/child", modelfile)
+    assert again["changed"] is False, again["differences"]
+    assert again["diff"]["before"] == again["diff"]["after"]
+
+    # Setting what the base already has changes nothing either.
+    explicit = modelfile + "PARAMETER top_p 0.95\n"
+    assert present(shared_server, "fleet/child", explicit)["changed"] is False
+
+
+def test_text_values_compare_as_ollama_prints_them(shared_server: Any, base: dict) -> None:  # noqa: F811
+    # Values with leading blanks, quotes and newlines go through `ollama show` quoting.
+    modelfile = (
+        "FROM lab/base:1\n"
+        'TEMPLATE """ {{ .Prompt }} said "hi"\n"""\n'
+        'SYSTEM """Line one.\nLine "two".\n"""\n'
+        "PARAMETER seed 1152921504606846977\n"
+        "PARAMETER use_mmap false\n"
+    )
+    assert present(shared_server, "fleet/quoted", modelfile)["changed"] is True
+    again = present(shared_server, "fleet/quoted", modelfile)
+    assert again["changed"] is False, again["differences"]
+
+
+def test_reimport_of_a_non_canonical_gguf_is_skipped(server: Any, tmp_path: Path) -> None:
+    # Ollama re-serializes this file on import: the model layer is not the file's digest.
+    gguf = write_gguf(tmp_path / "raw.gguf", name="raw", canonical=False)
+    args = {
+        "name": "fleet/raw",
+        "modelfile": "FROM ./raw.gguf\nPARAMETER temperature 0.7\n",
+        "base_dir": str(tmp_path),
+        "api_url": api_url(server),
+    }
+    first = run("ollama_model", args)
+    assert first["changed"] is True
+    shown = json.loads(server.request("POST", "/api/show", {"model": "fleet/raw"})[2])
+    assert sha256_hex(gguf.read_bytes()) not in shown["modelfile"]
+
+    second = run("ollama_model", args)
+    assert second["changed"] is False
+    assert "".join(server.log).count('POST    "/api/create"') == 1
+
+    # Without the remembered import (a new control user, a wiped cache) the module cannot
+    # predict the re-serialized digest: it creates again, sees the manifest did not
+    # change, and says so.
+    shutil.rmtree(Path.home() / ".cache")
+    third = run("ollama_model", args)
+    assert third["changed"] is False
+    assert third["differences"] == []
+    assert third["digest"] == first["digest"]
+    assert "".join(server.log).count('POST    "/api/create"') == 2
+    assert run("ollama_model", args)["changed"] is False
+
+
+def test_big_files_are_hashed_once(
+    server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_gguf(tmp_path / "h.gguf", name="h")
+    args = {
+        "name": "fleet/h",
+        "modelfile_path": str(tmp_path / "Modelfile"),
+        "api_url": api_url(server),
+    }
+    (tmp_path / "Modelfile").write_text("FROM ./h.gguf\n")
+    hashed: list[str] = []
+    real = digest_cache.sha256_file
+
+    def counting(path: str, progress: Any = None) -> str:
+        hashed.append(path)
+        return real(path, progress)
+
+    monkeypatch.setattr(digest_cache, "sha256_file", counting)
+    assert run("ollama_model", args)["changed"] is True
+    assert len(hashed) == 1
+    assert run("ollama_model", args)["changed"] is False
+    assert len(hashed) == 1  # remembered by device, inode, size and times
+    (tmp_path / "h.gguf").touch()
+    assert run("ollama_model", args)["changed"] is False
+    assert len(hashed) == 2  # touched: hashed again (same content, so nothing to do)
+
+
+# ---------------------------------------------------------------------------- check and diff
+
+
+def test_check_mode_writes_nothing(shared_server: Any, base: dict) -> None:  # noqa: F811
+    modelfile = "FROM lab/base:1\nPARAMETER temperature 0.3\n"
+    before = store_snapshot(shared_server.models)
+    created = present(shared_server, "fleet/checked", modelfile, check=True)
+    assert created["changed"] is True
+    assert created["differences"] == ["created"]
+    assert created["digest"] is None
+    assert created["diff"]["before"] == ""
+    assert "PARAMETER temperature 0.3" in created["diff"]["after"]
+    assert store_snapshot(shared_server.models) == before
+
+    assert present(shared_server, "fleet/checked", modelfile)["changed"] is True
+    before = store_snapshot(shared_server.models)
+    update = present(shared_server, "fleet/checked", modelfile.replace("0.3", "0.4"), check=True)
+    assert update["changed"] is True
+    assert update["differences"] == ["parameter temperature: 0.3 -> 0.4"]
+    assert "PARAMETER temperature 0.3" in update["diff"]["before"]
+    assert "PARAMETER temperature 0.4" in update["diff"]["after"]
+    removal = run(
+        "ollama_model",
+        {"name": "fleet/checked", "state": "absent", "api_url": api_url(shared_server)},
+        check=True,
+    )
+    assert removal["changed"] is True
+    assert removal["differences"] == ["deleted"]
+    assert store_snapshot(shared_server.models) == before
+    unchanged = present(shared_server, "fleet/checked", modelfile, check=True)
+    assert unchanged["changed"] is False
+
+
+def test_diff_shows_the_model_before_and_after(shared_server: Any, base: dict) -> None:  # noqa: F811
+    first = "FROM lab/base:1\nPARAMETER num_predict 128\n"
+    present(shared_server, "fleet/diffed", first)
+    result = present(shared_server, "fleet/diffed", first + "SYSTEM Answer in French.\n")
+    before, after = result["diff"]["before"], result["diff"]["after"]
+    assert result["differences"] == [
+        'system: "You are the base." -> "Answer in French."',
+    ]
+    assert before.splitlines()[0] == after.splitlines()[0] == "FROM lab/base:1"
+    assert "SYSTEM You are the base." in before
+    assert "SYSTEM Answer in French." in after
+    assert [line for line in after.splitlines() if line not in before.splitlines()] == [
+        "SYSTEM Answer in French."
+    ]
+
+
+# ---------------------------------------------------------------------------- removal
+
+
+def test_absent_removes_the_model_once(shared_server: Any, base: dict) -> None:  # noqa: F811
+    present(shared_server, "fleet/gone", "FROM lab/base:1\n")
+    args = {"name": "fleet/gone", "state": "absent", "api_url": api_url(shared_server)}
+    first = run("ollama_model", args)
+    assert first["changed"] is True
+    assert "fleet/gone:latest" not in tags(shared_server)
+    assert "lab/base:1" in tags(shared_server)
+    assert run("ollama_model", args)["changed"] is False
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("modelfile", "message"),
+    [
+        ("FROM lab/base:1\nPARAMETER temperature hot\n", "invalid float value [hot]"),
+        ("FROM lab/base:1\nPARAMETER num_ctx big\n", "invalid int value [big]"),
+        ("FROM lab/base:1\nPARAMETER colour blue\n", "unknown parameter 'colour'"),
+        ("PARAMETER temperature 1\n", "no FROM line"),
+        (
+            "FROM lab/base:1\nMESSAGE robot hi\n",
+            '(line 2): message role must be one of "system", "user", or "assistant"',
+        ),
+    ],
+)
+def test_invalid_modelfile_fails_with_ollamas_text(
+    shared_server: Any,  # noqa: F811
+    base: dict,
+    modelfile: str,
+    message: str,
+) -> None:
+    before = store_snapshot(shared_server.models)
+    result = present(shared_server, "fleet/bad", modelfile)
+    assert result["failed"] is True
+    assert result["msg"] == message
+    assert store_snapshot(shared_server.models) == before
+
+
+def test_missing_base_is_named(shared_server: Any) -> None:  # noqa: F811
+    result = present(shared_server, "fleet/orphan", "FROM deepseek-r1:671b\n")
+    assert result["failed"] is True
+    assert result["msg"] == (
+        "base model 'deepseek-r1:671b' is not on this host: pull or import it first"
+    )
+
+
+def test_missing_file_and_relative_paths_are_explained(shared_server: Any, tmp_path: Path) -> None:  # noqa: F811
+    result = present(shared_server, "fleet/x", "FROM ./nowhere.gguf\n")
+    assert result["failed"] is True
+    assert "FROM ./nowhere.gguf is neither a model name nor an absolute path" in result["msg"]
+    result = present(shared_server, "fleet/x", "FROM ./nowhere.gguf\n", base_dir=str(tmp_path))
+    assert result["msg"] == (
+        f"FROM ./nowhere.gguf: no file {tmp_path}/nowhere.gguf and not a valid model name either"
+    )
+    result = present(shared_server, "fleet/x", "FROM lab/base:1\nADAPTER ./lora.gguf\n")
+    assert "ADAPTER ./lora.gguf is a relative path: give base_dir" in result["msg"]
+
+
+def test_server_down_is_named(tmp_path: Path) -> None:
+    port = free_port()
+    result = run(
+        "ollama_model",
+        {"name": "fleet/x", "modelfile": "FROM x\n", "api_url": f"http://127.0.0.1:{port}"},
+    )
+    assert result["failed"] is True
+    assert result["msg"] == (
+        f"cannot reach Ollama at http://127.0.0.1:{port}: connection refused; "
+        "is the service running?"
+    )
+
+
+def test_deprecated_parameters_warn(shared_server: Any, base: dict) -> None:  # noqa: F811
+    result = present(shared_server, "fleet/old", "FROM lab/base:1\nPARAMETER mirostat 1\n")
+    assert result["changed"] is True
+    # module.warn(): Ansible prints `[WARNING]: ...` (2.19 carries them as summaries)
+    texts = [w if isinstance(w, str) else w["event"]["msg"] for w in result["warnings"]]
+    assert texts == ["parameter mirostat is deprecated"]
+
+
+def test_ollamas_own_errors_are_passed_on(shared_server: Any, base: dict) -> None:  # noqa: F811
+    result = present(shared_server, "fleet/tmpl", "FROM lab/base:1\nTEMPLATE {{ .Prompt\n")
+    assert result["failed"] is True
+    assert result["msg"].startswith("fleet/tmpl: template error: ")

@@ -1,0 +1,207 @@
+"""localllm.fleet.ollama_pull against the Ollama stand-in and a registry on 127.0.0.1.
+
+A pull is cut into slices of max_seconds: the module disconnects when time is up, Ollama
+keeps the partial blob (sha256-<hex>-partial plus its -partial-N bookkeeping, as upstream's
+server/download.go does) and the next call resumes with a Range request from where the
+last one stopped. The slow registry here sends 1.5 MB/s so that a 6 MB model takes 4 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ollama_module_testing import (
+    REPO,
+    api_url,
+    free_port,
+    publish_model,
+    run,
+    sha256_hex,
+    slow_server,
+    state_home,  # noqa: F401 - fixture
+    store_listing,
+    write_gguf,
+)
+from standin_testing import registry
+
+pytest_plugins = ["standin_fixtures"]
+pytestmark = pytest.mark.usefixtures("state_home")
+
+RATE = 1.5e6
+PROGRESS = re.compile(
+    r"^127\.0\.0\.1:\d+/library/big:latest: [\d.]+ MB of 6\.0 MB \(\d+%\), [\d.]+ [KM]B/s, "
+    r"about \d+s left$"
+)
+
+
+@pytest.fixture(scope="module")
+def big_registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("registry")
+    gguf = write_gguf(root / "big.gguf", megabytes=6, name="big")
+    digest = publish_model(root, "library/big", "latest", gguf)
+    gguf.unlink()
+    return root, digest
+
+
+def partial_files(models: Path) -> dict[str, int]:
+    return {k: v for k, v in store_listing(models).items() if "-partial" in k}
+
+
+def stopped_part(models: Path, timeout: float = 10.0) -> int:
+    """Bytes the server recorded as done once it has stopped the cancelled download (it
+    writes the part bookkeeping when a transfer ends, as upstream does)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for part in (models / "blobs").glob("*-partial-0"):
+            completed = json.loads(part.read_text() or "{}").get("Completed", 0)
+            if completed:
+                time.sleep(0.3)  # let the cancelled transfer finish its bookkeeping
+                return json.loads(part.read_text())["Completed"]
+        time.sleep(0.1)
+    raise AssertionError("the server never stopped the interrupted download")
+
+
+def test_pull_from_a_registry_then_nothing_to_do(server: Any, mirror: Path) -> None:
+    with registry(mirror) as port:
+        name = f"127.0.0.1:{port}/library/deepseek-r1:1.5b"
+        args = {"name": name, "insecure": True, "api_url": api_url(server)}
+        assert run("ollama_pull", args, check=True)["changed"] is True
+        assert store_listing(server.models) == {}
+
+        pulled = run("ollama_pull", args)
+        assert pulled["changed"] is True
+        assert pulled["done"] is True
+        assert pulled["status"] == "success"
+        assert pulled["completed"] == pulled["total"] > 0
+        assert pulled["progress"].endswith(", done")
+        manifest = (mirror / "v2/library/deepseek-r1/manifests/1.5b").read_bytes()
+        assert pulled["digest"] == sha256_hex(manifest)
+
+        again = run("ollama_pull", args)
+        assert again["changed"] is False
+        assert again["done"] is True
+        assert again["status"] == "present"
+
+        refreshed = run("ollama_pull", {**args, "update": True})
+        assert refreshed["changed"] is False
+        assert refreshed["done"] is True
+        assert refreshed["status"] == "success"
+        assert refreshed["progress"].endswith("already up to date")
+
+
+def test_interrupted_pull_resumes_where_it_stopped(
+    server: Any, big_registry: tuple[Path, str]
+) -> None:
+    root, manifest_digest = big_registry
+    with slow_server(root, "registry", rate=RATE) as reg:
+        name = f"127.0.0.1:{reg.port}/library/big:latest"
+        args = {"name": name, "insecure": True, "max_seconds": 1, "api_url": api_url(server)}
+        first = run("ollama_pull", args)
+        assert first["done"] is False
+        assert first["changed"] is True
+        assert 0 < first["completed"] < first["total"] == 6000736
+        assert PROGRESS.match(first["progress"]), first["progress"]
+
+        # Like upstream: no manifest, the partial blob and its bookkeeping stay.
+        completed = stopped_part(server.models)
+        assert 0 < completed < 6000736
+        assert not list((server.models / "manifests").rglob("latest"))
+        time.sleep(1)
+        assert stopped_part(server.models) == completed  # it stays stopped
+
+        rest = run("ollama_pull", {**args, "max_seconds": 0})
+        assert rest["done"] is True
+        assert rest["changed"] is True
+        assert rest["digest"] == manifest_digest
+        assert f"bytes={completed}-6000735" in reg.ranges  # resumed, not restarted
+        assert partial_files(server.models) == {}
+
+
+def test_pull_errors_carry_ollamas_text_and_the_name(server: Any, mirror: Path) -> None:
+    with registry(mirror) as port:
+        name = f"127.0.0.1:{port}/library/nope:1"
+        failed = run("ollama_pull", {"name": name, "insecure": True, "api_url": api_url(server)})
+    assert failed["failed"] is True
+    assert failed["msg"] == f"cannot pull {name}: pull model manifest: file does not exist"
+
+    port = free_port()
+    name = f"127.0.0.1:{port}/library/x:1"
+    failed = run("ollama_pull", {"name": name, "insecure": True, "api_url": api_url(server)})
+    assert failed["msg"].startswith(f"cannot pull {name}: pull model manifest: Get ")
+    assert failed["msg"].endswith("connect: connection refused")
+
+    failed = run("ollama_pull", {"name": "x", "api_url": f"http://127.0.0.1:{port}"})
+    assert failed["msg"] == (
+        f"cannot reach Ollama at http://127.0.0.1:{port}: connection refused; "
+        "is the service running?"
+    )
+
+
+def test_progress_shows_on_until_retries_at_default_verbosity(
+    server: Any, big_registry: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Through ansible-playbook: the action plugin marks unfinished results verbose."""
+    root, manifest_digest = big_registry
+    playbook = tmp_path / "pull.yml"
+    playbook.write_text(
+        "- hosts: localhost\n"
+        "  gather_facts: false\n"
+        "  tasks:\n"
+        "    - name: Pull the big model\n"
+        "      localllm.fleet.ollama_pull:\n"
+        "        name: '{{ model }}'\n"
+        "        insecure: true\n"
+        "        max_seconds: 1\n"
+        "        api_url: '{{ api }}'\n"
+        "      register: pulled\n"
+        "      until: pulled.done\n"
+        "      retries: 20\n"
+        "      delay: 0\n"
+        "    - name: Show the digest\n"
+        "      ansible.builtin.debug:\n"
+        "        msg: 'digest={{ pulled.digest }} changed={{ pulled.changed }}'\n"
+    )
+    with slow_server(root, "registry", rate=RATE) as reg:
+        env = {
+            **os.environ,
+            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
+            "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+        }
+        proc = subprocess.run(
+            [
+                str(REPO / ".venv" / "bin" / "ansible-playbook"),
+                "-i",
+                "localhost,",
+                "-c",
+                "local",
+                "-e",
+                f"ansible_python_interpreter={sys.executable}",
+                "-e",
+                f"model=127.0.0.1:{reg.port}/library/big:latest",
+                "-e",
+                f"api={api_url(server)}",
+                str(playbook),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "FAILED - RETRYING: [localhost]: Pull the big model" in out
+    assert re.search(r"progress: '127\.0\.0\.1:\d+/library/big:latest: [\d.]+ MB of 6\.0 MB", out)
+    assert f"digest={manifest_digest} changed=True" in out
+    assert "Removed unexpected internal key" not in out + proc.stderr
