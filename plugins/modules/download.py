@@ -206,6 +206,8 @@ class Transfer:
             ) from err
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", None) or err
+            if isinstance(reason, OSError) and reason.strerror:
+                reason = reason.strerror[:1].lower() + reason.strerror[1:]
             raise DownloadError(f"cannot download {self.url}: {reason}") from err
 
     def step(self) -> bool:

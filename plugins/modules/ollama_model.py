@@ -220,7 +220,7 @@ def _check_relative_paths(modelfile: Modelfile) -> None:
 
 
 def _base_content(
-    client: OllamaClient, request: dict[str, Any], modelfile: Modelfile, base_dir: str | None
+    client: OllamaClient, request: dict[str, Any], base_dir: str | None
 ) -> ModelContent | None:
     """The FROM model's content; TaskError when it is not on the host."""
     source = request.get("from")
@@ -298,13 +298,12 @@ def present(module: AnsibleModule, client: OllamaClient, name: ModelName) -> dic
             shutil.rmtree(scratch, ignore_errors=True)
 
     existing_show = client.show(params["name"])
-    base = _base_content(client, request, modelfile, base_dir)
+    base = _base_content(client, request, base_dir)
     key = files_key(request) if request.get("files") else ""
     label = _from_label(modelfile)
     desired = desired_content(request, base, imports.get(key) if key else None, label)
     after = render(desired)
     if existing_show is None:
-        existing = None
         diffs = ["created"]
         before = ""
     else:

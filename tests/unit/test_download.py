@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ollama_module_testing import run, slow_server, state_home  # noqa: F401 - fixture
+from ollama_module_testing import free_port, run, slow_server, state_home  # noqa: F401
 
 from ansible_collections.localllm.fleet.plugins.module_utils.digest_cache import DigestCache
 
@@ -158,6 +158,14 @@ def test_check_mode_fetches_and_writes_nothing(files: Path, tmp_path: Path) -> N
     assert result["changed"] is True
     assert result["done"] is False
     assert list(tmp_path.iterdir()) == [tmp_path / "remote-home"]
+
+
+def test_an_unreachable_mirror_is_named(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/models/weights.gguf"
+    result = run("download", args(url, tmp_path / "x.gguf", "sha256:" + "0" * 64))
+    assert result["failed"] is True
+    assert result["msg"] == f"cannot download {url}: connection refused"
 
 
 @pytest.mark.parametrize(
