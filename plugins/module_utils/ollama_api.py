@@ -246,31 +246,40 @@ class OllamaClient:
             ) from exc
 
     def stream(
-        self, method: str, path: str, body: Any, deadline: float | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        deadline: float | None = None,
+        silence: float | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Yield the objects of an NDJSON answer. An `{"error"}` line raises OllamaError.
 
         With a deadline (time.monotonic() value), DeadlineReached is raised once it has
         passed, and the connection is closed: that is how Ollama learns the client left.
+        `silence` (default: the client's timeout) is how long a line may take.
         """
+        silence = self.timeout if silence is None else silence
         conn, resp = self._send(method, path, body)
         try:
             if resp.status >= 400:
                 raise OllamaError(self._error_text(resp.status, resp.read()), resp.status)
+            if conn.sock is not None:
+                conn.sock.settimeout(silence)
             while True:
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise DeadlineReached()
                     if conn.sock is not None:
-                        conn.sock.settimeout(min(self.timeout, max(left, 0.01)))
+                        conn.sock.settimeout(min(silence, max(left, 0.01)))
                 try:
                     line = resp.readline()
                 except TimeoutError as exc:
                     if deadline is not None and time.monotonic() >= deadline:
                         raise DeadlineReached() from exc
                     raise OllamaError(
-                        f"Ollama at {self.url} sent nothing for {self.timeout:g} s ({path})"
+                        f"Ollama at {self.url} sent nothing for {silence:g} s ({path})"
                     ) from exc
                 except (OSError, http.client.HTTPException) as exc:
                     raise OllamaError(
@@ -367,11 +376,21 @@ class OllamaClient:
         return True
 
     def create(
-        self, request: dict[str, Any], on_status: Callable[[dict[str, Any]], None] | None = None
+        self,
+        request: dict[str, Any],
+        on_status: Callable[[dict[str, Any]], None] | None = None,
+        import_bytes: int = 0,
     ) -> list[str]:
-        """POST /api/create; the status lines Ollama sent. Raises OllamaError with its text."""
+        """POST /api/create; the status lines Ollama sent. Raises OllamaError with its text.
+
+        Importing a GGUF ends with Ollama hashing the re-serialized copy without reporting
+        progress, so the silence allowed grows with `import_bytes` (at 100 MB/s).
+        """
         statuses: list[str] = []
-        for item in self.stream("POST", "/api/create", {**request, "stream": True}):
+        silence = max(self.timeout, import_bytes / 100e6)
+        for item in self.stream(
+            "POST", "/api/create", {**request, "stream": True}, silence=silence
+        ):
             status = str(item.get("status") or "")
             if status and (not statuses or statuses[-1] != status):
                 statuses.append(status)

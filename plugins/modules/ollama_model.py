@@ -65,8 +65,9 @@ options:
     default: http://127.0.0.1:11434
   timeout:
     description:
-      - Seconds to wait for any single answer from Ollama (an import of a big GGUF streams
-        progress, so this bounds silence, not the whole import).
+      - Seconds to wait for any single answer from Ollama. An import of a big GGUF streams
+        progress, so this bounds silence, not the whole import; while Ollama hashes the
+        imported copy (it reports nothing then), at least one second per 100 MB is allowed.
     type: int
     default: 600
 notes:
@@ -331,7 +332,7 @@ def present(module: AnsibleModule, client: OllamaClient, name: ModelName) -> dic
     hashes.save()  # hashing 400 GB is worth remembering even if the upload fails
     for path in uploads:
         client.upload_blob(path, digests[path])
-    client.create(request)
+    client.create(request, import_bytes=sum(os.path.getsize(path) for path in uploads))
 
     created_show = client.show(params["name"])
     if created_show is None:
