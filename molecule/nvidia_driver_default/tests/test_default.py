@@ -348,11 +348,10 @@ def test_reboot_happens_only_when_allowed_and_needed(host):
     assert "DECISION reboot=false needed=True now=False skip=nvidia_driver_reboot is false" in text
 
 
-def test_secure_boot_without_signed_modules_stops_with_the_enrolment_steps(host):
-    """The preflight on hosts seen as real ones with Secure Boot enforcing (facts forced)."""
-    name = host.backend.get_hostname()
-    if name not in ("nvd-h100x8-debian12", "nvd-h100x8-ubuntu2204"):
-        pytest.skip("checked on the two h100x8 hosts")
+@pytest.fixture(scope="session")
+def real_host_preflight_run():
+    """Preflight and install on the two h100x8 hosts as if they had their own kernel and
+    Secure Boot enforcing (facts forced; nothing kernel-related runs under these tags)."""
     forced = {
         "__nvidia_driver_container": False,
         "__nvidia_driver_secure_boot": {
@@ -360,23 +359,29 @@ def test_secure_boot_without_signed_modules_stops_with_the_enrolment_steps(host)
             "enforcing": True,
             "detail": "mokutil: SecureBoot enabled",
         },
+        "nvidia_driver_ubuntu_kernel_flavour": "generic",
     }
-    run = ansible_playbook(
+    return ansible_playbook(
         os.environ["MOLECULE_INVENTORY_FILE"],
         Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml",
         "--tags",
-        "nvidia_driver_preflight",
+        "nvidia_driver_preflight,nvidia_driver_install",
         "--limit",
-        name,
+        "nvd-h100x8-debian12,nvd-h100x8-ubuntu2204",
         "-e",
         json.dumps(forced),
     )
+
+
+def test_secure_boot_without_signed_modules_stops_with_the_enrolment_steps(
+    host, real_host_preflight_run
+):
+    name = host.backend.get_hostname()
+    if name != "nvd-h100x8-debian12":
+        pytest.skip("checked on the host with NVIDIA's repository (DKMS)")
+    run = real_host_preflight_run
+    assert run.recap[name]["failed"] == 1
     assert run.recap[name]["changed"] == 0
-    if name == "nvd-h100x8-ubuntu2204":
-        # Ubuntu's archive with Canonical's signed modules: nothing to enrol.
-        assert run.rc == 0, run.output[-3000:]
-        return
-    assert run.rc != 0
     text = " ".join(run.output.split())
     assert (
         "Secure Boot is on (mokutil: SecureBoot enabled) and NVIDIA's CUDA repository ships "
@@ -387,24 +392,16 @@ def test_secure_boot_without_signed_modules_stops_with_the_enrolment_steps(host)
     assert 'choose "Enroll MOK"' in text
 
 
-def test_ubuntu_archive_uses_canonicals_signed_modules_on_a_host_with_its_own_kernel(host):
-    """Preflight and install as on a real Ubuntu host (facts forced): no DKMS, and the
+def test_ubuntu_archive_uses_canonicals_signed_modules_on_a_host_with_its_own_kernel(
+    host, real_host_preflight_run
+):
+    """Secure Boot needs nothing more there; no DKMS, and the
     linux-modules-nvidia-<branch>-server-open-<kernel flavour> package instead."""
     name = host.backend.get_hostname()
     if name != "nvd-h100x8-ubuntu2204":
         pytest.skip("checked on the Ubuntu archive host")
-    forced = {"__nvidia_driver_container": False, "nvidia_driver_ubuntu_kernel_flavour": "generic"}
-    run = ansible_playbook(
-        os.environ["MOLECULE_INVENTORY_FILE"],
-        Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml",
-        "--tags",
-        "nvidia_driver_preflight,nvidia_driver_install",
-        "--limit",
-        name,
-        "-e",
-        json.dumps(forced),
-    )
-    assert run.rc == 0, run.output[-3000:]
+    run = real_host_preflight_run
+    assert run.recap[name]["failed"] == 0, run.output[-3000:]
     assert installed(host, "linux-modules-nvidia-570-server-open-generic") is not None
     assert installed(host, "nvidia-dkms-570-server-open") is None
     assert installed(host, "nvidia-headless-no-dkms-570-server-open") is not None
