@@ -75,6 +75,12 @@ def test_gguf_import_is_created_once_then_left_alone(server: Any, tmp_path: Path
     modelfile.write_text("FROM ./m.gguf\nPARAMETER num_ctx 8192\nSYSTEM Be brief.\n")
     args = {"name": "fleet/m", "modelfile_path": str(modelfile), "api_url": api_url(server)}
 
+    checked = run("ollama_model", args, check=True)
+    assert checked["changed"] is True
+    assert checked["differences"] == ["created"]
+    assert store_snapshot(server.models) == {}  # not even the blob was uploaded
+    assert not (Path.home() / ".cache").exists()  # nor the digest remembered
+
     first = run("ollama_model", args)
     assert first["changed"] is True
     assert first["differences"] == ["created"]
