@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible.module_utils import _internal as module_utils_internal
 from ansible.module_utils import basic
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,14 +54,21 @@ def run(
     }
     target = importlib.import_module(f"ansible_collections.localllm.fleet.plugins.modules.{module}")
     out = io.StringIO()
-    saved = (basic._ANSIBLE_ARGS, basic._ANSIBLE_PROFILE)
+    saved = (basic._ANSIBLE_ARGS, basic._ANSIBLE_PROFILE, module_utils_internal.is_controller)
     basic._ANSIBLE_ARGS = json.dumps(payload).encode()
     basic._ANSIBLE_PROFILE = "legacy"
+    # A module runs on the target: once another test has loaded Ansible's controller code,
+    # warnings would go to the controller's display instead of into the result.
+    module_utils_internal.is_controller = False
     try:
         with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
             target.main()
     finally:
-        basic._ANSIBLE_ARGS, basic._ANSIBLE_PROFILE = saved
+        (
+            basic._ANSIBLE_ARGS,
+            basic._ANSIBLE_PROFILE,
+            module_utils_internal.is_controller,
+        ) = saved
     lines = [line for line in out.getvalue().splitlines() if line.startswith("{")]
     if not lines:
         raise AssertionError(f"{module} printed no result:\n{out.getvalue()}")
