@@ -298,20 +298,29 @@ def present(module: AnsibleModule, client: OllamaClient, name: ModelName) -> dic
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    existing_show = client.show(params["name"])
+    broken = ""
+    try:
+        existing_show = client.show(params["name"])
+    except OllamaError as err:
+        if err.status != 500:
+            raise
+        existing_show, broken = None, str(err)  # e.g. a blob deleted from the store
     base = _base_content(client, request, base_dir)
     key = files_key(request) if request.get("files") else ""
     label = _from_label(modelfile)
     desired = desired_content(request, base, imports.get(key) if key else None, label)
     after = render(desired)
-    if existing_show is None:
+    if broken:
+        diffs = [f"repaired: Ollama cannot read the registered model ({broken})"]
+        before = ""
+    elif existing_show is None:
         diffs = ["created"]
         before = ""
     else:
         existing = content_from_show(existing_show)
         diffs = differences(existing, desired)
         before = render(for_display(existing, desired))
-    old_digest = _digest(client, name) if existing_show is not None else None
+    old_digest = _digest(client, name) if existing_show is not None or broken else None
     result: dict[str, Any] = {
         "changed": bool(diffs),
         "name": name.display_shortest(),
@@ -344,7 +353,7 @@ def present(module: AnsibleModule, client: OllamaClient, name: ModelName) -> dic
         desired = desired_content(request, base, imports.get(key), label)
     new_digest = _digest(client, name)
     result["digest"] = new_digest
-    if new_digest == old_digest:
+    if new_digest == old_digest and not broken:
         # Re-created byte for byte (a first import of an unchanged file): nothing changed.
         result.update(changed=False, differences=[])
         result["diff"]["after"] = result["diff"]["before"]

@@ -197,6 +197,24 @@ def test_reimport_of_a_non_canonical_gguf_is_skipped(server: Any, tmp_path: Path
     assert run("ollama_model", args)["changed"] is False
 
 
+def test_a_model_with_a_lost_blob_is_repaired(shared_server: Any, base: dict) -> None:  # noqa: F811
+    modelfile = "FROM lab/base:1\nSYSTEM Repair me.\n"
+    present(shared_server, "fleet/broken", modelfile)
+    shown = json.loads(shared_server.request("POST", "/api/show", {"model": "fleet/broken"})[2])
+    system_blob = shared_server.models / "blobs" / ("sha256-" + sha256_hex(b"Repair me."))
+    assert system_blob.exists() and shown["system"] == "Repair me."
+    system_blob.unlink()
+    assert shared_server.request("POST", "/api/show", {"model": "fleet/broken"})[0] == 500
+
+    repaired = present(shared_server, "fleet/broken", modelfile)
+    assert repaired["changed"] is True
+    assert repaired["differences"][0].startswith(
+        "repaired: Ollama cannot read the registered model (open "
+    )
+    assert system_blob.exists()
+    assert present(shared_server, "fleet/broken", modelfile)["changed"] is False
+
+
 def test_big_files_are_hashed_once(
     server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
