@@ -131,7 +131,8 @@ digest:
 differences:
   description:
     - What differs between the registered model and the desired one, one line each;
-      C(created) for a new model, C(deleted) for a removed one, empty when nothing changes.
+      C(created) for a new model, C(deleted) for a removed one, C(repaired: ...) for a
+      model Ollama cannot read (a blob lost from the store), empty when nothing changes.
   returned: always
   type: list
   elements: str
