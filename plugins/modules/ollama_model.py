@@ -131,7 +131,7 @@ digest:
 differences:
   description:
     - What differs between the registered model and the desired one, one line each;
-      C(created) for a new model, C(deleted) for a removed one, C(repaired: ...) for a
+      C(created) for a new model, C(deleted) for a removed one, a line starting C(repaired) for a
       model Ollama cannot read (a blob lost from the store), empty when nothing changes.
   returned: always
   type: list
