@@ -414,3 +414,45 @@ def test_blobs_upload_once_and_are_checked(server: Any, tmp_path: Path) -> None:
         client.upload_blob(str(blob), wrong)
     assert client.delete("nope") is False
     assert json.loads(json.dumps(client.tags())) == []
+
+
+# ------------------------------------------------------------------------------ module docs
+
+
+class _SpecCaptured(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    "module", ["ollama_model", "ollama_info", "ollama_pull", "download", "ollama_bundle"]
+)
+def test_module_docs_parse_and_match_the_argument_spec(
+    module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ansible-doc renders is what the module accepts (names, types, defaults)."""
+    import importlib
+
+    import yaml
+
+    target = importlib.import_module(f"ansible_collections.localllm.fleet.plugins.modules.{module}")
+    docs = yaml.safe_load(target.DOCUMENTATION)
+    yaml.safe_load(target.EXAMPLES)
+    yaml.safe_load(target.RETURN)
+    captured: dict[str, Any] = {}
+
+    def capture(**kwargs: Any) -> None:
+        captured.update(kwargs)
+        raise _SpecCaptured
+
+    monkeypatch.setattr(target, "AnsibleModule", capture)
+    with pytest.raises(_SpecCaptured):
+        target.main()
+    assert captured["supports_check_mode"] is True
+    options = docs["options"]
+    for name, spec in captured["argument_spec"].items():
+        doc = options[name]
+        assert doc.get("type", "str") == spec.get("type", "str"), name
+        assert doc.get("default") == spec.get("default"), name
+        assert doc.get("choices") == spec.get("choices"), name
+        assert bool(doc.get("required")) == bool(spec.get("required")), name
+    assert set(options) == set(captured["argument_spec"])
