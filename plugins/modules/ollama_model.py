@@ -184,6 +184,7 @@ from ansible_collections.localllm.fleet.plugins.module_utils.modelfile import (
     expand_path,
     parse,
     parse_bytes,
+    serialize,
     validate_model_name,
 )
 from ansible_collections.localllm.fleet.plugins.module_utils.ollama_api import (
@@ -193,6 +194,10 @@ from ansible_collections.localllm.fleet.plugins.module_utils.ollama_api import (
     OllamaError,
     OllamaUnreachable,
 )
+
+
+class BaseMissing(Exception):
+    """The FROM model is not on the host (yet)."""
 
 
 class TaskError(Exception):
@@ -240,7 +245,9 @@ def _base_content(
         hint = ""
         if base_dir and source.lower().endswith((".gguf", ".bin", ".safetensors")):
             hint = f" (and there is no file {expand_path(source, base_dir)})"
-        raise TaskError(f"base model '{source}' is not on this host{hint}: pull or import it first")
+        raise BaseMissing(
+            f"base model '{source}' is not on this host{hint}: pull or import it first"
+        )
     return content_from_show(show)
 
 
@@ -306,7 +313,23 @@ def present(module: AnsibleModule, client: OllamaClient, name: ModelName) -> dic
         if err.status != 500:
             raise
         existing_show, broken = None, str(err)  # e.g. a blob deleted from the store
-    base = _base_content(client, request, base_dir)
+    try:
+        base = _base_content(client, request, base_dir)
+    except BaseMissing as missing:
+        if not module.check_mode:
+            raise TaskError(str(missing)) from None
+        # In check mode the run that would fetch the base has not fetched it: predict a
+        # (re-)creation rather than fail the dry run of a host that is still to be set up.
+        return {
+            "changed": True,
+            "name": name.display_shortest(),
+            "digest": None,
+            "differences": [
+                f"{'created' if existing_show is None else 're-created'}: its base "
+                f"{request.get('from')} is not on this host yet (a real run fetches it first)"
+            ],
+            "diff": {"before": "", "after": serialize(modelfile.commands)},
+        }
     key = files_key(request) if request.get("files") else ""
     label = _from_label(modelfile)
     desired = desired_content(request, base, imports.get(key) if key else None, label)

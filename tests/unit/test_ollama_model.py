@@ -341,6 +341,19 @@ def test_missing_base_is_named(shared_server: Any) -> None:  # noqa: F811
     )
 
 
+def test_check_mode_predicts_a_creation_whose_base_is_still_to_be_fetched(
+    shared_server: Any,  # noqa: F811
+) -> None:
+    before = store_snapshot(shared_server.models)
+    result = present(shared_server, "fleet/later", "FROM deepseek-r1:671b\n", check=True)
+    assert result.get("failed") is not True
+    assert result["changed"] is True
+    assert result["differences"] == [
+        "created: its base deepseek-r1:671b is not on this host yet (a real run fetches it first)"
+    ]
+    assert store_snapshot(shared_server.models) == before
+
+
 def test_missing_file_and_relative_paths_are_explained(shared_server: Any, tmp_path: Path) -> None:  # noqa: F811
     result = present(shared_server, "fleet/x", "FROM ./nowhere.gguf\n")
     assert result["failed"] is True
