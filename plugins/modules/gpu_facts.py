@@ -203,6 +203,13 @@ from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_smi import (
 
 EFI_DIR = "/sys/firmware/efi"
 SECURE_BOOT_VARIABLE = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-e0f6bf0b0d33"
+ARGUMENT_SPEC = {
+    "devices": {"type": "list", "elements": "dict"},
+    "nvswitch": {"type": "bool"},
+    "module_flavour": {"type": "str", "choices": ["auto", "open", "proprietary"]},
+    "branch": {"type": "str"},
+    "secure_boot": {"type": "bool", "default": False},
+}
 EXTRA_PATHS = ["/usr/sbin", "/usr/local/sbin", "/usr/local/bin", "/sbin"]
 
 
@@ -277,16 +284,7 @@ def read_secure_boot(module: AnsibleModule) -> dict:
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "devices": {"type": "list", "elements": "dict"},
-            "nvswitch": {"type": "bool"},
-            "module_flavour": {"type": "str", "choices": ["auto", "open", "proprietary"]},
-            "branch": {"type": "str"},
-            "secure_boot": {"type": "bool", "default": False},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     if params["devices"] is not None:
         result = facts_from_inventory(params["devices"], params["nvswitch"])
