@@ -47,7 +47,7 @@ def item_changes(output, task):
     section = (
         output.split(f"TASK [{task}")[1].split("TASK [")[0] if f"TASK [{task}" in output else ""
     )
-    return sorted(re.findall(r"changed: \[([^\]]+)\] => \(item=([^)]+)\)", section))
+    return sorted(re.findall(r"changed: \[([^\]]+)\] => \(item=([^ )]+)", section))
 
 
 def test_each_host_serves_its_tier_models(host):
