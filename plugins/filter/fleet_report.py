@@ -10,12 +10,18 @@ def fleet_report_rows(facts: list) -> list:
     return sorted((fleet_report.host_row(dict(f)) for f in facts), key=lambda r: r["host"])
 
 
+def fleet_report_unplaced(facts: list) -> list:
+    """`host: reason` lines for hosts without a tier."""
+    return fleet_report.unplaced([dict(f) for f in facts])
+
+
 class FilterModule:
     """Fleet report filters."""
 
     def filters(self):
         return {
             "fleet_report_rows": fleet_report_rows,
+            "fleet_report_unplaced": fleet_report_unplaced,
             "fleet_report_text": fleet_report.text_table,
             "fleet_report_markdown": fleet_report.markdown,
             "fleet_report_html": fleet_report.html_document,

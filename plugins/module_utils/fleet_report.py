@@ -40,7 +40,9 @@ def host_row(facts: dict[str, Any]) -> dict[str, str]:
     failed = [s.get("model") for s in smoke if not s.get("ok")]
     version = facts.get("ollama_version")
     error = facts.get("ollama_error")
-    if error:
+    if not facts.get("tier") and facts.get("status") in _UNPLACED:
+        health = "not served: " + _UNPLACED[facts["status"]]
+    elif error:
         health = f"DOWN: {error}"
     elif failed:
         health = "FAILED: " + ", ".join(str(m) for m in failed)
@@ -49,8 +51,6 @@ def host_row(facts: dict[str, Any]) -> dict[str, str]:
     else:
         health = "up (not smoke-tested)" if version else "n/a"
     tier = facts.get("tier") or "-"
-    if facts.get("tier_note"):
-        tier = f"{tier} ({facts['tier_note']})"
     return {
         "host": str(facts.get("host", "?")),
         "gpus": gpu_summary(facts.get("gpu_devices"), facts.get("gpu_count")),
@@ -62,12 +62,29 @@ def host_row(facts: dict[str, Any]) -> dict[str, str]:
     }
 
 
+_UNPLACED = {
+    "unreachable": "could not be read (see below)",
+    "driver_needed": "waits for a working driver (see below)",
+}
+
+
+def unplaced(facts: list[dict[str, Any]]) -> list[str]:
+    """`host: reason` for every host that got no tier, for the lines under the table."""
+    return sorted(
+        f"{f.get('host')}: {f.get('reason') or 'no reason recorded'}"
+        for f in facts
+        if not f.get("tier") and f.get("status") in _UNPLACED
+    )
+
+
 def _cells(row: dict[str, str]) -> list[str]:
     return [str(row.get(key, "")) for key, _ in COLUMNS]
 
 
-def text_table(rows: list[dict[str, str]]) -> str:
-    """A fixed-width table for the terminal."""
+def text_table(
+    rows: list[dict[str, str]], notes: list[str] | None = None, details: list[str] | None = None
+) -> str:
+    """A fixed-width table for the terminal, with notes above and details below."""
     header = [title for _, title in COLUMNS]
     body = [_cells(row) for row in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
@@ -76,14 +93,21 @@ def text_table(rows: list[dict[str, str]]) -> str:
         for line in [header, *body]
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+    above = [*(notes or []), ""] if notes else []
+    below = ["", "Hosts without a tier:", *(f"  {d}" for d in details)] if details else []
+    return "\n".join([*above, *lines, *below])
 
 
 def _md(cell: str) -> str:
     return cell.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(rows: list[dict[str, str]], title: str, notes: list[str] | None = None) -> str:
+def markdown(
+    rows: list[dict[str, str]],
+    title: str,
+    notes: list[str] | None = None,
+    details: list[str] | None = None,
+) -> str:
     """The report as a Markdown document."""
     lines = [f"# {title}", ""]
     lines += [f"> {note}" for note in notes or []]
@@ -92,10 +116,17 @@ def markdown(rows: list[dict[str, str]], title: str, notes: list[str] | None = N
     lines.append("| " + " | ".join(t for _, t in COLUMNS) + " |")
     lines.append("|" + "---|" * len(COLUMNS))
     lines += ["| " + " | ".join(_md(c) for c in _cells(row)) + " |" for row in rows]
+    if details:
+        lines += ["", "## Hosts without a tier", ""] + [f"- {_md(d)}" for d in details]
     return "\n".join(lines) + "\n"
 
 
-def html_document(rows: list[dict[str, str]], title: str, notes: list[str] | None = None) -> str:
+def html_document(
+    rows: list[dict[str, str]],
+    title: str,
+    notes: list[str] | None = None,
+    details: list[str] | None = None,
+) -> str:
     """The report as a self-contained HTML page (no scripts, no external resources)."""
     esc = html.escape
     head = "".join(f"<th>{esc(t)}</th>" for _, t in COLUMNS)
@@ -113,5 +144,12 @@ def html_document(rows: list[dict[str, str]], title: str, notes: list[str] | Non
         "th{background:#f0f0f0}tr.bad td{background:#fde8e8}.note{color:#555}"
         f"</style></head><body><h1>{esc(title)}</h1>{note_html}"
         f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-        "</body></html>\n"
+        + (
+            "<h2>Hosts without a tier</h2><ul>"
+            + "".join(f"<li>{esc(d)}</li>" for d in details)
+            + "</ul>"
+            if details
+            else ""
+        )
+        + "</body></html>\n"
     )

@@ -29,16 +29,20 @@ def test_mixed_cards_cpu_hosts_and_failures_are_visible():
     assert failed["health"] == "FAILED: m"
     down = fr.host_row({"host": "x", "ollama_error": "connection refused"})
     assert down["health"] == "DOWN: connection refused" and down["models"] == "-"
-    noted = fr.host_row({"host": "b", "tier_note": "unreachable: driver not loaded"})
-    assert noted["tier"] == "- (unreachable: driver not loaded)"
+    unplaced = {"host": "b", "status": "unreachable", "reason": "driver not loaded"}
+    assert fr.host_row(unplaced)["health"] == "not served: could not be read (see below)"
+    assert fr.unplaced([unplaced, {"host": "a", "tier": "tiny"}]) == ["b: driver not loaded"]
 
 
 def test_renderings_carry_every_row_and_escape_what_they_must():
     rows = [fr.host_row(H100), fr.host_row({"host": "evil<script>|x"})]
-    text = fr.text_table(rows)
-    assert text.splitlines()[0].startswith("Host") and "h100x8" in text
-    markdown = fr.markdown(rows, "Fleet", ["lab note"])
+    text = fr.text_table(rows, ["lab note"], ["b: driver not loaded"])
+    assert text.splitlines()[2].startswith("Host") and "h100x8" in text
+    assert text.splitlines()[-1] == "  b: driver not loaded"
+    markdown = fr.markdown(rows, "Fleet", ["lab note"], ["b: a|b"])
     assert "> lab note" in markdown and "evil<script>\\|x" in markdown
-    page = fr.html_document(rows, "Fleet")
+    assert markdown.endswith("## Hosts without a tier\n\n- b: a\\|b\n")
+    page = fr.html_document(rows, "Fleet", details=["b: <x>"])
+    assert "<li>b: &lt;x&gt;</li>" in page
     assert "<script>" not in page and "evil&lt;script&gt;|x" in page
     assert page.count("<tr") == 3

@@ -72,6 +72,54 @@ def discover_gpus() -> list[GPU]:
     return gpus
 
 
+# Memory bandwidth (GB/s) of the GPUs the lab simulates; decoding a token reads the model's
+# active weights once, so bandwidth / bytes bounds tokens per second.
+_BANDWIDTH_GBPS = {
+    "H100": 3350,
+    "H200": 4800,
+    "B200": 8000,
+    "A100": 2039,
+    "L40S": 864,
+    "A40": 696,
+    "A10G": 600,
+    "RTX 4090": 1008,
+    "RTX 3090": 936,
+    "T4": 320,
+    "L4": 300,
+}
+_CPU_BANDWIDTH_GBPS = 40
+
+
+def simulated_tokens_per_second(gpus: list[GPU], parameter_size: str, architecture: str) -> float:
+    """A plausible decode rate for the model the GGUF claims to be, on the simulated hardware.
+
+    The lab's models are tiny: without pacing the stand-in would report hundreds of
+    thousands of tokens per second. Decoding is memory-bound: each token reads the active
+    weights once (Q4_K_M: about 0.57 bytes per parameter) from one GPU at a time when layers
+    are split, at about 60% of peak bandwidth (20% for DeepSeek's mixture of experts, whose
+    routing llama.cpp does not overlap). Only used when OLLAMA_STANDIN_PACE is set.
+    """
+    text = parameter_size.strip().upper()
+    scale = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}.get(text[-1:], 0)
+    try:
+        parameters = float(text[:-1]) * scale
+    except ValueError:
+        parameters = 0
+    if parameters <= 0:
+        return 50.0
+    efficiency = 0.6
+    if architecture == "deepseek2" and parameters > 100e9:
+        parameters, efficiency = 37e9, 0.2  # active parameters per token
+    bandwidth = _CPU_BANDWIDTH_GBPS
+    for gpu in gpus:
+        for name, gbps in _BANDWIDTH_GBPS.items():
+            if name in gpu.name:
+                bandwidth = gbps
+                break
+    rate = efficiency * bandwidth * 1e9 / (parameters * 0.57)
+    return max(2.0, min(rate, 250.0))
+
+
 def default_num_ctx(gpus: list[GPU]) -> int:
     total = sum(max(g.total - envconfig.gpu_overhead(), 0) for g in gpus)
     gib = 1 << 30

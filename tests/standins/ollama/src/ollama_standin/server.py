@@ -979,7 +979,19 @@ class Handler(BaseHTTPRequestHandler):
                     break
                 text = candidate
             out.append((kind, piece))
-        return {"pieces": out, "done_reason": done_reason, "prompt_tokens": prompt_tokens}
+        pace = 0.0
+        if envconfig.var("OLLAMA_STANDIN_PACE") not in ("", "0", "false"):
+            details = model.details()
+            rate = sched.simulated_tokens_per_second(
+                self.app.gpus, details.get("parameter_size", ""), details.get("family", "")
+            )
+            pace = 1.0 / rate
+        return {
+            "pieces": out,
+            "done_reason": done_reason,
+            "prompt_tokens": prompt_tokens,
+            "pace": pace,
+        }
 
     def _emit_generate(
         self,
@@ -992,6 +1004,8 @@ class Handler(BaseHTTPRequestHandler):
     ) -> None:
         eval_start = time.monotonic_ns()
         for kind, piece in gen["pieces"]:
+            if gen["pace"]:
+                time.sleep(gen["pace"])
             resp = _gen_resp(model_name, "" if kind == "thinking" else piece, done=False)
             if kind == "thinking":
                 resp = _gen_resp(model_name, "", done=False, thinking=piece)
@@ -1102,6 +1116,8 @@ class Handler(BaseHTTPRequestHandler):
     ) -> None:
         eval_start = time.monotonic_ns()
         for kind, piece in gen["pieces"]:
+            if gen["pace"]:
+                time.sleep(gen["pace"])
             if kind == "thinking":
                 emit(_chat_resp(model_name, "", done=False, thinking=piece))
             else:
