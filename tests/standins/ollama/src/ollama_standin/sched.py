@@ -90,21 +90,29 @@ _BANDWIDTH_GBPS = {
 _CPU_BANDWIDTH_GBPS = 40
 
 
-def simulated_tokens_per_second(gpus: list[GPU], parameter_size: str, architecture: str) -> float:
+def _parameters(label: str) -> float:
+    """`671.0B` / `32b` / `1.5b` -> a parameter count; 0 when the label is no size."""
+    text = label.strip().upper()
+    scale = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}.get(text[-1:], 0)
+    try:
+        return float(text[:-1]) * scale
+    except ValueError:
+        return 0.0
+
+
+def simulated_tokens_per_second(gpus: list[GPU], sizes: list[str], architecture: str) -> float:
     """A plausible decode rate for the model the GGUF claims to be, on the simulated hardware.
 
     The lab's models are tiny: without pacing the stand-in would report hundreds of
     thousands of tokens per second. Decoding is memory-bound: each token reads the active
     weights once (Q4_K_M: about 0.57 bytes per parameter) from one GPU at a time when layers
     are split, at about 60% of peak bandwidth (20% for DeepSeek's mixture of experts, whose
-    routing llama.cpp does not overlap). Only used when OLLAMA_STANDIN_PACE is set.
+    routing llama.cpp does not overlap). Only used when OLLAMA_STANDIN_PACE is set; `sizes`
+    are candidate labels (details.parameter_size, the model's tag, its parent's tag).
     """
-    text = parameter_size.strip().upper()
-    scale = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}.get(text[-1:], 0)
-    try:
-        parameters = float(text[:-1]) * scale
-    except ValueError:
-        parameters = 0
+    # The first label that reads as a real model's size: the GGUF's own count is tiny in the
+    # lab, so the model's tag (deepseek-r1:32b) or its parent's says what it stands for.
+    parameters = next((p for p in map(_parameters, sizes) if p >= 1e8), 0.0)
     if parameters <= 0:
         return 50.0
     efficiency = 0.6

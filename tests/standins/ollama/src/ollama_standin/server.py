@@ -982,8 +982,13 @@ class Handler(BaseHTTPRequestHandler):
         pace = 0.0
         if envconfig.var("OLLAMA_STANDIN_PACE") not in ("", "0", "false"):
             details = model.details()
+            sizes = [
+                details.get("parameter_size") or "",
+                model.name.display_shortest().rsplit(":", 1)[-1],
+                str(details.get("parent_model") or "").rsplit(":", 1)[-1],
+            ]
             rate = sched.simulated_tokens_per_second(
-                self.app.gpus, details.get("parameter_size", ""), details.get("family", "")
+                self.app.gpus, sizes, details.get("family", "")
             )
             pace = 1.0 / rate
         return {
