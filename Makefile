@@ -43,7 +43,7 @@ collection: setup ## build the collection tarball into build/
 	ansible-galaxy collection build --force --output-path build/ .
 
 demo: setup lab-up ## the lab fleet, site.yml over every profile, the fleet report
-	$(PYTHON) scripts/demo
+	scripts/demo
 
 lab-up: setup ## build or reuse the lab images, start the mirror and the hosts
 	$(PYTHON) scripts/lab up
