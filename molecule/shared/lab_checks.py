@@ -55,21 +55,10 @@ def project_dir() -> Path:
     return Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 
 
-def run_playbook(
-    playbook: str | Path = "converge.yml",
-    *,
-    extra_vars: dict | None = None,
-    check: bool = False,
-    diff: bool = False,
-    limit: str | None = None,
-    timeout: float = 600,
-) -> PlaybookRun:
-    """Run a playbook (relative paths: the scenario directory) against the scenario's hosts."""
-    path = Path(playbook)
-    if not path.is_absolute():
-        path = scenario_dir() / path
+def ansible_env() -> dict[str, str]:
+    """The environment `make` gives Ansible: the project's config, roles and collection."""
     root = project_dir()
-    env = dict(
+    return dict(
         os.environ,
         ANSIBLE_CONFIG=str(root / "ansible.cfg"),
         ANSIBLE_ROLES_PATH=str(root / "roles"),
@@ -78,7 +67,26 @@ def run_playbook(
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_CALLBACK_RESULT_FORMAT="yaml",
     )
-    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(path)]
+
+
+def run_playbook(
+    playbook: str | Path = "converge.yml",
+    *args: str,
+    extra_vars: dict | None = None,
+    check: bool = False,
+    diff: bool = False,
+    limit: str | None = None,
+    inventory: str | Path | None = None,
+    timeout: float = 900,
+) -> PlaybookRun:
+    """Run a playbook (relative paths: the scenario directory) against the scenario's hosts
+    (molecule's inventory unless another is given); `args` go to ansible-playbook as they are."""
+    path = Path(playbook)
+    if not path.is_absolute():
+        path = scenario_dir() / path
+    env = ansible_env()
+    source = str(inventory or os.environ["MOLECULE_INVENTORY_FILE"])
+    command = ["ansible-playbook", "-i", source, str(path), *args]
     if extra_vars:
         command += ["-e", json.dumps(extra_vars)]
     if check:
@@ -92,3 +100,21 @@ def run_playbook(
     )
     output = result.stdout + result.stderr
     return PlaybookRun(result.returncode, output, parse_recap(output))
+
+
+def write_tiny_gguf(path: str | Path, *, blocks: int = 1, context: int = 2048) -> Path:
+    """A tiny but real GGUF file (the `gguf` package), enough for `FROM ./tiny.gguf`."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_context_length(context)
+    writer.add_block_count(blocks)
+    writer.add_embedding_length(8)
+    writer.add_head_count(1)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return Path(path)

@@ -7,21 +7,8 @@
 
 from __future__ import annotations
 
-from ansible.errors import AnsibleFilterError
-
 from ansible_collections.localllm.fleet.plugins.module_utils import models_plan
-
-
-def _wrap(function):
-    def filter_function(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except models_plan.PlanError as exc:
-            raise AnsibleFilterError(str(exc)) from exc
-
-    filter_function.__name__ = function.__name__
-    filter_function.__doc__ = function.__doc__
-    return filter_function
+from ansible_collections.localllm.fleet.plugins.plugin_utils.filter_errors import as_filter
 
 
 class FilterModule:
@@ -29,7 +16,7 @@ class FilterModule:
 
     def filters(self):
         return {
-            "ollama_models_plan": _wrap(models_plan.plan_models),
-            "ollama_models_prune": _wrap(models_plan.prune_candidates),
-            "ollama_chat_summary": _wrap(models_plan.chat_summary),
+            "ollama_models_plan": as_filter(models_plan.plan_models, models_plan.PlanError),
+            "ollama_models_prune": as_filter(models_plan.prune_candidates, models_plan.PlanError),
+            "ollama_chat_summary": as_filter(models_plan.chat_summary, models_plan.PlanError),
         }

@@ -6,21 +6,8 @@
 
 from __future__ import annotations
 
-from ansible.errors import AnsibleFilterError
-
 from ansible_collections.localllm.fleet.plugins.module_utils import ollama_release as release
-
-
-def _wrap(function):
-    def filter_function(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except release.ReleaseError as exc:
-            raise AnsibleFilterError(str(exc)) from exc
-
-    filter_function.__name__ = function.__name__
-    filter_function.__doc__ = function.__doc__
-    return filter_function
+from ansible_collections.localllm.fleet.plugins.plugin_utils.filter_errors import as_filter
 
 
 class FilterModule:
@@ -28,12 +15,12 @@ class FilterModule:
 
     def filters(self):
         return {
-            "ollama_version": _wrap(release.normalize_version),
-            "ollama_artifact_format": _wrap(release.artifact_format),
-            "ollama_artifact_name": _wrap(release.artifact_name),
-            "ollama_release_url": _wrap(release.release_url),
-            "ollama_release_checksum": _wrap(release.checksum_for),
-            "ollama_sha256": _wrap(release.valid_sha256),
-            "ollama_client_version": _wrap(release.client_version),
-            "ollama_api_base": _wrap(release.api_base),
+            "ollama_version": as_filter(release.normalize_version, release.ReleaseError),
+            "ollama_artifact_format": as_filter(release.artifact_format, release.ReleaseError),
+            "ollama_artifact_name": as_filter(release.artifact_name, release.ReleaseError),
+            "ollama_release_url": as_filter(release.release_url, release.ReleaseError),
+            "ollama_release_checksum": as_filter(release.checksum_for, release.ReleaseError),
+            "ollama_sha256": as_filter(release.valid_sha256, release.ReleaseError),
+            "ollama_client_version": as_filter(release.client_version, release.ReleaseError),
+            "ollama_api_base": as_filter(release.api_base, release.ReleaseError),
         }

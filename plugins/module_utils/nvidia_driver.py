@@ -320,19 +320,7 @@ def devices_from_probe(report: ProbeReport) -> list[dict[str, Any]]:
             result.append(entry)
         return result
     for device in report.pci.gpus:
-        entry = {
-            "index": None,
-            "name": device.description,
-            "memory_mib": None,
-            "uuid": None,
-            "pci_bus_id": device.address,
-            "driver": None,
-            "compute_cap": None,
-            "architecture": device.architecture,
-            "mig_enabled": False,
-            "mig_devices": [],
-            "pci_device_id": device.device_id,
-        }
+        entry = device.as_gpu_device()
         if entry["architecture"] is None:
             entry["architecture"] = architecture_from_pci_device_id(device.device_id)
         result.append(entry)

@@ -257,6 +257,22 @@ class PciDevice:
     def architecture(self) -> str | None:
         return architecture_from_codename(self.description)
 
+    def as_gpu_device(self) -> dict[str, Any]:
+        """A `gpu_devices` entry for a GPU seen only on PCI: no index, memory or driver yet."""
+        return {
+            "index": None,
+            "name": self.description,
+            "memory_mib": None,
+            "uuid": None,
+            "pci_bus_id": self.address,
+            "driver": None,
+            "compute_cap": None,
+            "architecture": self.architecture,
+            "mig_enabled": False,
+            "mig_devices": [],
+            "pci_device_id": self.device_id,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "pci_bus_id": self.address,

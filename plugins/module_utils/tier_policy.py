@@ -1017,7 +1017,7 @@ def classify(
             f"nvidia-smi failed (exit {smi.rc}): {clip(smi.message, 120)}; fix the driver, "
             "then refresh the inventory",
         )
-        devices = tuple(_pci_gpu_entry(d) for d in pci.gpus)
+        devices = tuple(d.as_gpu_device() for d in pci.gpus)
         return HostPlan(
             STATUS_DRIVER_NEEDED,
             "no tier until the driver works: {} NVIDIA GPU(s) on PCI ({}){} but {}".format(
@@ -1058,23 +1058,6 @@ def classify(
         overrides,
         **common,
     )
-
-
-def _pci_gpu_entry(device: PciDevice) -> dict[str, Any]:
-    """A gpu_devices entry for a GPU seen only on PCI: no index, memory or driver yet."""
-    return {
-        "index": None,
-        "name": device.description,
-        "memory_mib": None,
-        "uuid": None,
-        "pci_bus_id": device.address,
-        "driver": None,
-        "compute_cap": None,
-        "architecture": device.architecture,
-        "mig_enabled": False,
-        "mig_devices": [],
-        "pci_device_id": device.device_id,
-    }
 
 
 def _fit_warnings(decision: Decision) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from lab_checks import PlaybookRun, parse_recap, project_dir, run_playbook
+from lab_checks import PlaybookRun, ansible_env, project_dir, run_playbook
 
 # host -> what the role must have left there (None: a host without NVIDIA GPUs)
 EXPECTED = {
@@ -205,30 +205,10 @@ def gpu_tier_source() -> Path:
     return Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "gpu_tier" / "lab.gpu_tier.yml"
 
 
-def ansible_env() -> dict:
-    root = project_dir()
-    return dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(root / "ansible.cfg"),
-        ANSIBLE_ROLES_PATH=str(root / "roles"),
-        ANSIBLE_COLLECTIONS_PATH=str(root / "collections"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-    )
-
-
-def ansible_playbook(inventory: str | Path, playbook: str | Path, *args: str) -> PlaybookRun:
-    command = ["ansible-playbook", "-i", str(inventory), str(playbook), *args]
-    result = subprocess.run(
-        command, capture_output=True, text=True, env=ansible_env(), timeout=900, check=False
-    )
-    output = result.stdout + result.stderr
-    return PlaybookRun(result.returncode, output, parse_recap(output))
-
-
 def drivers_playbook(*args: str) -> PlaybookRun:
     """playbooks/drivers.yml through the gpu_tier inventory, as operators run it."""
-    return ansible_playbook(gpu_tier_source(), project_dir() / "playbooks" / "drivers.yml", *args)
+    playbook = project_dir() / "playbooks" / "drivers.yml"
+    return run_playbook(playbook, *args, inventory=gpu_tier_source())
 
 
 def gpu_tier_groups(listing: dict) -> dict[str, set[str]]:
@@ -361,15 +341,12 @@ def real_host_preflight_run():
         },
         "nvidia_driver_ubuntu_kernel_flavour": "generic",
     }
-    return ansible_playbook(
-        os.environ["MOLECULE_INVENTORY_FILE"],
-        Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml",
+    return run_playbook(
+        "converge.yml",
         "--tags",
         "nvidia_driver_preflight,nvidia_driver_install",
-        "--limit",
-        "nvd-h100x8-debian12,nvd-h100x8-ubuntu2204",
-        "-e",
-        json.dumps(forced),
+        extra_vars=forced,
+        limit="nvd-h100x8-debian12,nvd-h100x8-ubuntu2204",
     )
 
 

@@ -15,11 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import gguf
-import numpy as np
 import ollama
 import pytest
 import yaml
+from lab_checks import write_tiny_gguf
 
 HOST = "ollama-debian12"
 
@@ -27,18 +26,7 @@ HOST = "ollama-debian12"
 @pytest.fixture(scope="module")
 def tiny_gguf():
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "tiny.gguf"
-        writer = gguf.GGUFWriter(str(path), "llama")
-        writer.add_context_length(4096)
-        writer.add_block_count(2)
-        writer.add_embedding_length(16)
-        writer.add_head_count(2)
-        writer.add_tensor("token_embd.weight", np.ones((8, 16), dtype=np.float32))
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        yield path
+        yield write_tiny_gguf(Path(tmp) / "tiny.gguf", blocks=2, context=4096)
 
 
 @pytest.fixture(scope="module")

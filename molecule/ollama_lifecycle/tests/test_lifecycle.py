@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from lab_checks import run_playbook
+from lab_checks import run_playbook, write_tiny_gguf
 
 A, B, BROKEN, OTHER = "0.13.5", "0.32.15", "0.32.16", "0.31.4"
 HOST = "ollama-lifecycle"
@@ -50,22 +50,8 @@ def assert_refused(run, *phrases):
 
 @pytest.fixture(scope="module")
 def tiny_gguf():
-    gguf = pytest.importorskip("gguf")
-    import numpy as np
-
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "tiny.gguf"
-        writer = gguf.GGUFWriter(str(path), "llama")
-        writer.add_context_length(2048)
-        writer.add_block_count(1)
-        writer.add_embedding_length(8)
-        writer.add_head_count(1)
-        writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        yield path
+        yield write_tiny_gguf(Path(tmp) / "tiny.gguf")
 
 
 def test_a_installed_from_a_tgz_release(host):
