@@ -28,10 +28,16 @@ from ansible_collections.localllm.fleet.plugins.module_utils.modelfile import (
 )
 
 DEFAULT_API_URL = "http://127.0.0.1:11434"
+# The options every API-talking module takes; documented once in doc_fragments/ollama_api.py.
+API_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
+    "api_url": {"type": "str", "default": DEFAULT_API_URL},
+    "timeout": {"type": "int", "default": 600},
+}
 DEFAULT_TIMEOUT = 600.0
 _UPLOAD_BLOCK = 1 << 20
 
 __all__ = [
+    "API_ARGUMENT_SPEC",
     "DEFAULT_API_URL",
     "DEFAULT_TIMEOUT",
     "DeadlineReached",

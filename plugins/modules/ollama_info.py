@@ -15,20 +15,11 @@ description:
   - Read-only; never changes anything (C(changed) is always false).
 author:
   - localllm.fleet contributors
-options:
-  api_url:
-    description:
-      - Base URL of the Ollama API.
-    type: str
-    default: http://127.0.0.1:11434
-  timeout:
-    description:
-      - Seconds to wait for each answer.
-    type: int
-    default: 600
 notes:
   - "Fails with C(cannot reach Ollama at <url>: <reason>; is the service running?) when
     nothing answers."
+extends_documentation_fragment:
+  - localllm.fleet.ollama_api
 seealso:
   - module: localllm.fleet.ollama_model
 attributes:
@@ -112,7 +103,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localllm.fleet.plugins.module_utils.ollama_api import (
-    DEFAULT_API_URL,
+    API_ARGUMENT_SPEC,
     OllamaClient,
     OllamaError,
     OllamaUnreachable,
@@ -146,8 +137,7 @@ def running_entry(entry: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "api_url": {"type": "str", "default": DEFAULT_API_URL},
-            "timeout": {"type": "int", "default": 600},
+            **API_ARGUMENT_SPEC,
         },
         supports_check_mode=True,
     )

@@ -58,11 +58,6 @@ options:
       - Defaults to the directory of O(modelfile_path). Required when O(modelfile) text
         names a relative path.
     type: path
-  api_url:
-    description:
-      - Base URL of the Ollama API.
-    type: str
-    default: http://127.0.0.1:11434
   timeout:
     description:
       - Seconds to wait for any single answer from Ollama. An import of a big GGUF streams
@@ -76,6 +71,8 @@ notes:
   - With C(--diff), both sides are the model as a Modelfile in one fixed layout with the
     base model's contributions merged in, so the diff shows only what changes.
   - Ollama has no authentication; anything that reaches O(api_url) can change models.
+extends_documentation_fragment:
+  - localllm.fleet.ollama_api
 seealso:
   - module: localllm.fleet.ollama_pull
   - module: localllm.fleet.ollama_info
@@ -188,7 +185,7 @@ from ansible_collections.localllm.fleet.plugins.module_utils.modelfile import (
     validate_model_name,
 )
 from ansible_collections.localllm.fleet.plugins.module_utils.ollama_api import (
-    DEFAULT_API_URL,
+    API_ARGUMENT_SPEC,
     ModelName,
     OllamaClient,
     OllamaError,
@@ -413,8 +410,7 @@ def main() -> None:
             "modelfile": {"type": "str"},
             "modelfile_path": {"type": "path"},
             "base_dir": {"type": "path"},
-            "api_url": {"type": "str", "default": DEFAULT_API_URL},
-            "timeout": {"type": "int", "default": 600},
+            **API_ARGUMENT_SPEC,
         },
         mutually_exclusive=[("modelfile", "modelfile_path")],
         required_if=[("state", "present", ("modelfile", "modelfile_path"), True)],

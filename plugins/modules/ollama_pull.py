@@ -45,16 +45,6 @@ options:
         V(0) waits until the pull is complete.
     type: int
     default: 60
-  api_url:
-    description:
-      - Base URL of the Ollama API.
-    type: str
-    default: http://127.0.0.1:11434
-  timeout:
-    description:
-      - Seconds to wait for any single answer from Ollama.
-    type: int
-    default: 600
 notes:
   - In check mode nothing is pulled; C(changed) says whether the model is missing (with
     O(update), whether the registry has something newer cannot be known without pulling,
@@ -64,6 +54,8 @@ notes:
     retry at default verbosity, so the progress line appears in the play output.
   - A failed pull (unknown model, registry unreachable, TLS) fails with Ollama's own error
     text and the model name.
+extends_documentation_fragment:
+  - localllm.fleet.ollama_api
 seealso:
   - module: localllm.fleet.ollama_model
   - module: localllm.fleet.ollama_bundle
@@ -124,7 +116,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localllm.fleet.plugins.module_utils.ollama_api import (
-    DEFAULT_API_URL,
+    API_ARGUMENT_SPEC,
     DeadlineReached,
     ModelName,
     OllamaClient,
@@ -207,8 +199,7 @@ def main() -> None:
             "insecure": {"type": "bool", "default": False},
             "update": {"type": "bool", "default": False},
             "max_seconds": {"type": "int", "default": 60},
-            "api_url": {"type": "str", "default": DEFAULT_API_URL},
-            "timeout": {"type": "int", "default": 600},
+            **API_ARGUMENT_SPEC,
         },
         supports_check_mode=True,
     )
