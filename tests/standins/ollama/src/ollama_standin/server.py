@@ -889,13 +889,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         if req.get("raw") and (req.get("template") or req.get("system") or req.get("context")):
             raise HTTPError(400, "raw mode does not support template, system, or context")
-        think = req.get("think")
         caps = model.capabilities()
-        if "thinking" in caps:
-            if think is None:
-                think = True
-        elif think not in (None, False):
-            raise HTTPError(400, f"{go_quote(raw)} does not support thinking")
+        think = _resolve_think(req.get("think"), caps, raw)
         if "completion" not in caps:
             raise HTTPError(400, f"{go_quote(raw)} does not support generate")
         opts = self.app.options_for(model, req.get("options"))
@@ -919,8 +914,14 @@ class Handler(BaseHTTPRequestHandler):
                 num_ctx=runner.context_length,
             )
             stream = Stream(
-                lambda emit: self._emit_generate(
-                    emit, model_name=raw, gen=gen, start=start, loaded=loaded
+                lambda emit: self._emit_pieces(
+                    emit,
+                    make=_gen_resp,
+                    model_name=raw,
+                    gen=gen,
+                    start=start,
+                    loaded=loaded,
+                    with_context=True,
                 )
             )
             if req.get("stream") is False:
@@ -998,26 +999,31 @@ class Handler(BaseHTTPRequestHandler):
             "pace": pace,
         }
 
-    def _emit_generate(
+    def _emit_pieces(
         self,
         emit: Callable[[dict], None],
         *,
+        make: Callable[..., dict[str, Any]],
         model_name: str,
         gen: dict[str, Any],
         start: int,
         loaded: int,
+        with_context: bool,
     ) -> None:
+        """Stream the pieces as /api/generate (make=_gen_resp) or /api/chat (_chat_resp) do:
+        one message per token, thinking before content, then the final one with metrics."""
         eval_start = time.monotonic_ns()
         for kind, piece in gen["pieces"]:
             if gen["pace"]:
                 time.sleep(gen["pace"])
-            resp = _gen_resp(model_name, "" if kind == "thinking" else piece, done=False)
             if kind == "thinking":
-                resp = _gen_resp(model_name, "", done=False, thinking=piece)
-            emit(resp)
+                emit(make(model_name, "", done=False, thinking=piece))
+            else:
+                emit(make(model_name, piece, done=False))
         now = time.monotonic_ns()
-        final = _gen_resp(model_name, "", done=True, done_reason=gen["done_reason"])
-        final["context"] = list(range(1, gen["prompt_tokens"] + len(gen["pieces"]) + 1))
+        final = make(model_name, "", done=True, done_reason=gen["done_reason"])
+        if with_context:
+            final["context"] = list(range(1, gen["prompt_tokens"] + len(gen["pieces"]) + 1))
         final.update(
             _metrics(
                 start=start,
@@ -1057,13 +1063,8 @@ class Handler(BaseHTTPRequestHandler):
             self.app.scheduler.expire(str(name))
             self.send_json(200, _chat_resp(raw, "", done=True, done_reason="unload"))
             return
-        think = req.get("think")
         caps = model.capabilities()
-        if "thinking" in caps:
-            if think is None:
-                think = True
-        elif think not in (None, False):
-            raise HTTPError(400, f"{go_quote(raw)} does not support thinking")
+        think = _resolve_think(req.get("think"), caps, raw)
         if "completion" not in caps:
             raise HTTPError(400, f"{go_quote(raw)} does not support chat")
         if req.get("tools") and "tools" not in caps:
@@ -1097,8 +1098,14 @@ class Handler(BaseHTTPRequestHandler):
                 num_ctx=runner.context_length,
             )
             stream = Stream(
-                lambda emit: self._emit_chat(
-                    emit, model_name=raw, gen=gen, start=start, loaded=loaded
+                lambda emit: self._emit_pieces(
+                    emit,
+                    make=_chat_resp,
+                    model_name=raw,
+                    gen=gen,
+                    start=start,
+                    loaded=loaded,
+                    with_context=False,
                 )
             )
             if openai:
@@ -1109,37 +1116,6 @@ class Handler(BaseHTTPRequestHandler):
                 self.stream_ndjson(stream)
         finally:
             self.app.scheduler.release(runner)
-
-    def _emit_chat(
-        self,
-        emit: Callable[[dict], None],
-        *,
-        model_name: str,
-        gen: dict[str, Any],
-        start: int,
-        loaded: int,
-    ) -> None:
-        eval_start = time.monotonic_ns()
-        for kind, piece in gen["pieces"]:
-            if gen["pace"]:
-                time.sleep(gen["pace"])
-            if kind == "thinking":
-                emit(_chat_resp(model_name, "", done=False, thinking=piece))
-            else:
-                emit(_chat_resp(model_name, piece, done=False))
-        now = time.monotonic_ns()
-        final = _chat_resp(model_name, "", done=True, done_reason=gen["done_reason"])
-        final.update(
-            _metrics(
-                start=start,
-                loaded=loaded,
-                eval_start=eval_start,
-                now=now,
-                prompt_tokens=gen["prompt_tokens"],
-                eval_tokens=len(gen["pieces"]),
-            )
-        )
-        emit(final)
 
     def _collect_chat(self, stream: Stream) -> None:
         thinking, content, last = [], [], None
@@ -1408,6 +1384,15 @@ def _metrics(
         out["eval_count"] = eval_tokens
         out["eval_duration"] = max(now - eval_start, 1)
     return out
+
+
+def _resolve_think(think: Any, caps: list[str], raw: str) -> Any:
+    """A thinking-capable model thinks unless told not to; asking another one is an error."""
+    if "thinking" in caps:
+        return True if think is None else think
+    if think not in (None, False):
+        raise HTTPError(400, f"{go_quote(raw)} does not support thinking")
+    return think
 
 
 def _gen_resp(
