@@ -15,8 +15,6 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.localllm.fleet.plugins.module_utils import modelfile
 
-_KEYWORDS = ("template", "system", "license", "adapter", "renderer", "parser", "requires", "draft")
-
 
 def _text(value) -> str:
     if isinstance(value, bool):
@@ -38,7 +36,7 @@ def modelfile_line(name: str, value, content=None) -> str:
                 f"message role must be one of {', '.join(modelfile.MESSAGE_ROLES)}, not {value!r}"
             )
         command = modelfile.Command("message", f"{value}: {_text(content)}")
-    elif keyword in _KEYWORDS:
+    elif keyword in modelfile.PLAIN_KEYWORDS:
         command = modelfile.Command(keyword, _text(value))
     else:
         command = modelfile.Command(str(name), _text(value))

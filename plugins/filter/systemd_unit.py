@@ -6,17 +6,16 @@
 
 from __future__ import annotations
 
-from ansible.errors import AnsibleFilterError
-
 from ansible_collections.localllm.fleet.plugins.module_utils import systemd_unit
+from ansible_collections.localllm.fleet.plugins.plugin_utils.filter_errors import as_filter
 
 
-def systemd_environment(variables):
+def _environment(variables):
     """`Environment="K=V"` lines for every non-null variable, sorted by name."""
-    try:
-        return systemd_unit.environment_lines(dict(variables))
-    except systemd_unit.UnitValueError as exc:
-        raise AnsibleFilterError(str(exc)) from exc
+    return systemd_unit.environment_lines(dict(variables))
+
+
+systemd_environment = as_filter(_environment, systemd_unit.UnitValueError)
 
 
 class FilterModule:

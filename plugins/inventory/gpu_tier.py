@@ -175,7 +175,6 @@ from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_smi import (
 )
 from ansible_collections.localllm.fleet.plugins.module_utils.tier_policy import (
     OVERRIDE_VARS,
-    STATUS_UNREACHABLE,
     HostPlan,
     Overrides,
     Policy,
@@ -601,7 +600,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             records[name] = record
             # Only what was read is cached: an unreadable host is probed again next time,
             # so that a fix (or a transient failure) shows at once.
-            if self._plan(by_name[name], record, policy).status != STATUS_UNREACHABLE:
+            if not self._plan(by_name[name], record, policy).unreadable:
                 cached[name] = record
                 changed = True
 
@@ -654,7 +653,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 self.inventory.add_host(host.name, group=group)
             for warning in plan.warnings:
                 self.display.warning(f"gpu_tier: {host.name}: {warning}")
-            if "gpu_unreachable" in plan.groups:
+            if plan.unreadable:
                 unreachable.append(f"{host.name}: {plan.reason}")
 
         if unreachable:

@@ -11,6 +11,11 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from ansible_collections.localllm.fleet.plugins.module_utils.tier_policy import (
+    STATUS_DRIVER_NEEDED,
+    STATUS_UNREACHABLE,
+)
+
 COLUMNS = (
     ("host", "Host"),
     ("gpus", "GPUs"),
@@ -63,8 +68,8 @@ def host_row(facts: dict[str, Any]) -> dict[str, str]:
 
 
 _UNPLACED = {
-    "unreachable": "could not be read (see below)",
-    "driver_needed": "waits for a working driver (see below)",
+    STATUS_UNREACHABLE: "could not be read (see below)",
+    STATUS_DRIVER_NEEDED: "waits for a working driver (see below)",
 }
 
 

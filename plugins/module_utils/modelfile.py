@@ -36,6 +36,7 @@ __all__ = [
     "INSTRUCTIONS",
     "MESSAGE_ROLES",
     "PARAMETER_TYPES",
+    "PLAIN_KEYWORDS",
     "Command",
     "Modelfile",
     "ModelfileError",
@@ -103,10 +104,10 @@ DEPRECATED_PARAMETERS = (
 )
 
 # Instructions whose keyword is the upper-cased command name when serialized.
-_PLAIN_KEYWORDS = ("license", "template", "system", "adapter", "renderer", "parser", "requires")
-_PLAIN_KEYWORDS += ("draft",)
+PLAIN_KEYWORDS = ("license", "template", "system", "adapter", "renderer", "parser", "requires")
+PLAIN_KEYWORDS += ("draft",)
 # Command names that are instructions, not parameters, once parsed (FROM is "model").
-_INSTRUCTION_COMMANDS = frozenset(("model", "message", *_PLAIN_KEYWORDS))
+_INSTRUCTION_COMMANDS = frozenset(("model", "message", *PLAIN_KEYWORDS))
 
 _ERR_COMMAND = "command must be one of " + ", ".join(f'"{kw}"' for kw in INSTRUCTIONS[:-1])
 _ERR_COMMAND += f', or "{INSTRUCTIONS[-1]}"'
@@ -700,7 +701,7 @@ def _command_line(command: Command) -> str:
     name, args = command.name, command.args
     if name == "model":
         return f"FROM {_quote(args, 'FROM')}"
-    if name in _PLAIN_KEYWORDS:
+    if name in PLAIN_KEYWORDS:
         keyword = name.upper()
         return f"{keyword} {_quote(args, keyword)}"
     if name == "message":

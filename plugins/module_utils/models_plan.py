@@ -16,15 +16,21 @@ name the tuned model is registered under, and what its Modelfile template needs.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
+
+from ansible_collections.localllm.fleet.plugins.module_utils.ollama_api import ModelName
+from ansible_collections.localllm.fleet.plugins.module_utils.ollama_release import (
+    ReleaseError,
+    valid_sha256,
+)
 
 SOURCES = ("registry", "gguf", "bundle")
 FAMILIES = ("deepseek-r1", "qwq", "gemma3")
 _NAME = re.compile(
     r"^(?P<model>[A-Za-z0-9][A-Za-z0-9._-]*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]*))?$"
 )
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ENTRY_KEYS = {
     "name",
     "family",
@@ -215,9 +221,13 @@ def _base(entry: dict, source: str, model: str, tag: str, defaults: dict) -> dic
                 f"model {entry['name']!r}: source gguf needs ollama_models_gguf_base_url, "
                 "or gguf_url / gguf_local on the model"
             )
-        sha256 = str(entry.get("gguf_sha256") or "").lower().removeprefix("sha256:")
-        if sha256 and not _HEX64.match(sha256):
-            raise PlanError(f"model {entry['name']!r}: gguf_sha256 {sha256!r} is not a sha256")
+        given = entry.get("gguf_sha256") or ""
+        try:
+            sha256 = valid_sha256(given) if given else ""
+        except ReleaseError:
+            raise PlanError(
+                f"model {entry['name']!r}: gguf_sha256 {given!r} is not a sha256"
+            ) from None
         cache = str(defaults.get("cache_dir", "/var/cache/localllm-fleet/models")).rstrip("/")
         path = f"{cache}/{filename.rsplit('/', 1)[-1]}"
         return {
@@ -248,22 +258,19 @@ def prune_candidates(
 
 
 def _canonical(name: str) -> str:
-    """Ollama's short and long forms of one name compare equal (`x` == `x:latest`,
-    `registry.ollama.ai/library/x:latest` == `x:latest`)."""
+    """One name as Ollama compares it: the full form with its defaults filled in, lower-cased
+    (`X` == `x:latest` == `registry.ollama.ai/library/x:latest`)."""
     text = str(name).strip()
-    for prefix in ("registry.ollama.ai/library/", "registry.ollama.ai/"):
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-            break
-    last = text.rsplit("/", 1)[-1]
-    return text if ":" in last else text + ":latest"
+    try:
+        parsed = ModelName.parse(text)
+    except ValueError:
+        return text.lower()
+    return f"{parsed.host}/{parsed.namespace}/{parsed.model}:{parsed.tag}".lower()
 
 
 def chat_summary(ndjson: str) -> dict[str, Any]:
     """What a streamed /api/chat said: content, thinking, the final message's counters and
     tokens per second (eval_count / eval_duration), or the error it streamed."""
-    import json  # noqa: PLC0415 - keeps the module's import surface minimal for hosts
-
     content: list[str] = []
     thinking: list[str] = []
     final: dict[str, Any] = {}
@@ -276,12 +283,16 @@ def chat_summary(ndjson: str) -> dict[str, Any]:
             message = json.loads(line)
         except ValueError:
             return {"ok": False, "error": f"not NDJSON: {line[:120]!r}", "chunks": chunks}
+        if not isinstance(message, dict):
+            return {"ok": False, "error": f"not a JSON object: {line[:120]!r}", "chunks": chunks}
         if "error" in message:
             return {"ok": False, "error": str(message["error"]), "chunks": chunks}
         chunks += 1
         part = message.get("message") or {}
-        content.append(part.get("content") or "")
-        thinking.append(part.get("thinking") or "")
+        if not isinstance(part, dict):
+            return {"ok": False, "error": f"not a chat message: {line[:120]!r}", "chunks": chunks}
+        content.append(str(part.get("content") or ""))
+        thinking.append(str(part.get("thinking") or ""))
         if message.get("done"):
             final = message
     if not final:

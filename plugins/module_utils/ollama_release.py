@@ -7,6 +7,7 @@ older ones `.tgz`; each release carries `sha256sum.txt` with `<hex>  ./<artifact
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-rc(\d+))?$")
@@ -110,27 +111,40 @@ def client_version(output: str) -> str | None:
 def api_base(host: str) -> str:
     """The URL a client on the host uses for the server bound at OLLAMA_HOST.
 
-    `0.0.0.0` / `::` bind every address; the host reaches itself through loopback.
+    Parsed as Ollama's envconfig.Host: `[scheme://]host[:port][/path]`, the port defaulting
+    to 80 for `http://`, 443 for `https://` and 11434 without a scheme, an empty or invalid
+    port to that default, the path dropped. `0.0.0.0` / `::` (or no address) bind every
+    address; the host reaches itself through loopback.
     """
-    value = str(host).strip()
-    scheme = "http"
+    value = str(host).strip().strip("\"'").strip()  # envconfig.Var, then Host's TrimSpace
+    default_port = "11434"
     if "://" in value:
         scheme, value = value.split("://", 1)
-    value = value.rstrip("/")
-    if value.startswith("["):
-        address, _, port = value[1:].partition("]")
-        port = port.lstrip(":") or "11434"
+        default_port = {"http": "80", "https": "443"}.get(scheme, default_port)
+    else:
+        scheme = "http"
+        if value == "ollama.com":
+            scheme, value = "https", "ollama.com:443"
+    value = value.partition("/")[0]
+    if value.startswith("[") and "]:" in value:
+        address, _, port = value[1:].partition("]:")
     elif value.count(":") == 1:
         address, port = value.split(":")
-    elif value.count(":") > 1:  # bare IPv6 without port
-        address, port = value, "11434"
+    else:  # no port (a name, an IPv4 or IPv6 address, bracketed or not)
+        address, port = value.strip("[]"), default_port
+        try:
+            address = str(ipaddress.ip_address(address))
+        except ValueError:
+            address = value or "127.0.0.1"
+    if not re.fullmatch(r"[+-]?[0-9]+", port) or not 0 <= int(port) <= 65535:
+        port = default_port
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        address = address or "127.0.0.1"
     else:
-        address, port = value, "11434"
-    address = address or "127.0.0.1"
-    if address in ("0.0.0.0", ""):  # noqa: S104 - recognising the wildcard, not binding it
-        address = "127.0.0.1"
-    if address == "::":
-        address = "::1"
+        if ip.is_unspecified:
+            address = "127.0.0.1" if ip.version == 4 else "::1"
     if ":" in address:
         address = f"[{address}]"
     return f"{scheme}://{address}:{port}"

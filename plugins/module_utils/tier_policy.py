@@ -898,6 +898,12 @@ class HostPlan:
         return self.decision.tier if self.decision else None
 
     @property
+    def unreadable(self) -> bool:
+        """Whether the host could not be read (probe failed, or the driver cannot read the
+        GPUs): such a host is in gpu_unreachable and its probe is not worth caching."""
+        return self.status == STATUS_UNREACHABLE or self.driver_failing
+
+    @property
     def groups(self) -> list[str]:
         groups = {
             STATUS_GPU: ["gpu"],

@@ -1,6 +1,9 @@
 """The fleet report a person reads: rows, terminal table, Markdown, HTML."""
 
+import pytest
+
 from ansible_collections.localllm.fleet.plugins.module_utils import fleet_report as fr
+from ansible_collections.localllm.fleet.plugins.module_utils import tier_policy as tp
 
 H100 = {
     "host": "h100x8",
@@ -46,3 +49,17 @@ def test_renderings_carry_every_row_and_escape_what_they_must():
     assert "<li>b: &lt;x&gt;</li>" in page
     assert "<script>" not in page and "evil&lt;script&gt;|x" in page
     assert page.count("<tr") == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "health"),
+    [
+        (tp.STATUS_UNREACHABLE, "not served: could not be read (see below)"),
+        (tp.STATUS_DRIVER_NEEDED, "not served: waits for a working driver (see below)"),
+        (tp.STATUS_CPU, "n/a"),
+    ],
+)
+def test_hosts_without_a_tier_are_told_apart_by_gpu_tier_status(status, health):
+    facts = {"host": "h", "status": status, "reason": "why"}
+    assert fr.host_row(facts)["health"] == health
+    assert fr.unplaced([facts]) == (["h: why"] if health.startswith("not served") else [])

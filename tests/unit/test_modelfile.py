@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.localllm.fleet.plugins.filter import modelfile as modelfile_filter
 from ansible_collections.localllm.fleet.plugins.module_utils.modelfile import (
+    INSTRUCTIONS,
+    PLAIN_KEYWORDS,
     Command,
     Modelfile,
     ModelfileError,
@@ -714,3 +717,25 @@ def test_cli_runs_with_plain_python_from_anywhere(tmp_path):
         check=False,
     )
     assert (result.returncode, result.stderr) == (0, "")
+
+
+# ---------------------------------------------------------------------------
+# The modelfile_line filter writes the instructions the parser reads back
+# ---------------------------------------------------------------------------
+
+
+def test_every_instruction_but_from_parameter_and_message_is_plain():
+    assert set(PLAIN_KEYWORDS) == set(INSTRUCTIONS) - {"from", "parameter", "message"}
+
+
+@pytest.mark.parametrize("keyword", PLAIN_KEYWORDS)
+def test_modelfile_line_writes_plain_instructions_under_their_keyword(keyword):
+    line = modelfile_filter.modelfile_line(keyword.upper(), "0.14.0")  # fits REQUIRES too
+    assert line == f"{keyword.upper()} 0.14.0"
+    assert parse(f"FROM m\n{line}\n").commands[-1] == Command(keyword, "0.14.0")
+
+
+def test_modelfile_line_writes_anything_else_as_a_parameter():
+    assert modelfile_filter.modelfile_line("temperature", 0.6) == "PARAMETER temperature 0.6"
+    assert modelfile_filter.modelfile_line("from", "qwq:32b") == "FROM qwq:32b"
+    assert modelfile_filter.modelfile_line("message", "user", "Hi") == "MESSAGE user Hi"

@@ -166,3 +166,46 @@ def test_chat_summary_reports_streamed_errors_and_truncation():
     cut = mp.chat_summary(stream({"message": {"content": "a"}, "done": False}))
     assert not cut["ok"] and "without a final" in cut["error"]
     assert "not NDJSON" in mp.chat_summary("<html>")["error"]
+
+
+def test_prune_compares_names_as_ollama_does_case_insensitively():
+    plan = mp.plan_models(TIER_32B, [], {}, LAB)
+    existing = [
+        "Fleet/DeepSeek-R1:32B",  # the declared target, spelled differently
+        "MIRROR:8080/Library/deepseek-r1:32b",  # the base in use
+        "Registry.Ollama.AI/library/KeepMe",  # kept, in its long form
+        "registry.ollama.ai/fleet/deepseek-r1:32b",  # the target, in its long form
+        "other/deepseek-r1:32b",  # another namespace: not the target
+        "not a valid name",
+    ]
+    assert mp.prune_candidates(existing, plan, ["keepme:latest"]) == [
+        "not a valid name",
+        "other/deepseek-r1:32b",
+    ]
+    assert mp.prune_candidates(["Not A Valid Name "], plan, ["not a valid name"]) == []
+
+
+def gguf_with(sha256):
+    declared = [{**TIER_32B[0], "gguf_sha256": sha256}]
+    defaults = {**LAB, "source": "gguf", "gguf_base_url": "http://mirror/"}
+    return mp.plan_models(declared, defaults=defaults)[0]["gguf_sha256"]
+
+
+def test_gguf_sha256_is_normalised_or_refused():
+    digest = "AB" * 32
+    assert gguf_with(f" SHA256:{digest} ") == digest.lower()
+    assert gguf_with(None) == ""
+    with pytest.raises(mp.PlanError, match="gguf_sha256 'md5:abc' is not a sha256"):
+        gguf_with("md5:abc")
+
+
+@pytest.mark.parametrize("line", ["123", "[1]", '"done"', "null", "true"])
+def test_chat_summary_refuses_json_that_is_not_an_object(line):
+    summary = mp.chat_summary(stream({"message": {"content": "a"}, "done": False}) + line)
+    assert summary == {"ok": False, "error": f"not a JSON object: {line!r}", "chunks": 1}
+
+
+def test_chat_summary_refuses_a_message_that_is_not_an_object():
+    line = '{"message": "x", "done": true}'
+    summary = mp.chat_summary(line)
+    assert summary == {"ok": False, "error": f"not a chat message: {line!r}", "chunks": 1}

@@ -106,11 +106,24 @@ def test_client_version_from_ollama_v(output, version):
     [
         ("127.0.0.1:11434", "http://127.0.0.1:11434"),
         ("0.0.0.0:8080", "http://127.0.0.1:8080"),
-        ("http://10.1.2.3", "http://10.1.2.3:11434"),
+        ("http://10.1.2.3", "http://10.1.2.3:80"),  # a scheme brings its own default port
+        ("https://h", "https://h:443"),
         ("[::]:11434", "http://[::1]:11434"),
         ("[fd00::5]:9000", "http://[fd00::5]:9000"),
         ("https://ollama.internal:443", "https://ollama.internal:443"),
         (":11500", "http://127.0.0.1:11500"),
+        ("", "http://127.0.0.1:11434"),
+        ("0.0.0.0", "http://127.0.0.1:11434"),  # noqa: S104 - an input, nothing binds
+        ("0.0.0.0:", "http://127.0.0.1:11434"),  # empty port: the default
+        ("0.0.0.0:http", "http://127.0.0.1:11434"),  # not a number: the default
+        ("h:70000", "http://h:11434"),  # out of range: the default
+        ("host:1234/x", "http://host:1234"),  # the path is dropped
+        ("http://h/", "http://h:80"),
+        ("::", "http://[::1]:11434"),
+        ("[::]", "http://[::1]:11434"),
+        ("fd00::5", "http://[fd00::5]:11434"),
+        ("ollama-host", "http://ollama-host:11434"),
+        (' "10.0.0.1:9" ', "http://10.0.0.1:9"),  # quotes trimmed, as envconfig.Var does
     ],
 )
 def test_api_base_reaches_the_bound_server_from_the_host(host, url):

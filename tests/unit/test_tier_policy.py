@@ -276,6 +276,7 @@ def test_gpus_without_a_driver_get_no_tier_but_the_driver_group():
     assert plan.status == tp.STATUS_DRIVER_NEEDED
     assert plan.tier is None
     assert plan.groups == ["gpu", "gpu_driver_needed"]  # not installed: nothing failed to read
+    assert not plan.unreadable
     assert plan.devices[0]["name"] == "AD102GL [L40S]"
     assert plan.devices[0]["architecture"] == "ada"  # enough for open vs proprietary modules
     assert plan.to_vars()["ollama_models"] is None
@@ -287,6 +288,9 @@ def test_a_driver_that_is_not_loaded_explains_what_to_check():
     assert plan.status == tp.STATUS_DRIVER_NEEDED
     assert "not loaded" in plan.reason
     assert "GA102GL [A10G]" in plan.reason
+    # installed but cannot read the GPUs: unreadable (re-probed, listed as unreachable)
+    assert plan.unreadable
+    assert "gpu_unreachable" in plan.groups
 
 
 def test_memory_na_is_unreachable_with_an_actionable_reason_unless_pinned():
@@ -351,6 +355,7 @@ def test_garbage_from_nvidia_smi_is_unreachable():
     probe += "@@begin lspci\n@@rc 0\n@@end\n"
     plan = tp.classify(ns.parse_probe_output(probe))
     assert (plan.status, plan.groups) == (tp.STATUS_UNREACHABLE, ["gpu_unreachable"])
+    assert plan.unreadable
     assert "nvidia-smi output is not readable" in plan.reason
 
 
