@@ -45,6 +45,7 @@ __all__ = [
     "OllamaClient",
     "OllamaError",
     "OllamaUnreachable",
+    "connection_reason",
 ]
 
 
@@ -70,7 +71,7 @@ class DeadlineReached(Exception):
     """A stream was cut off because its deadline passed (not an error of Ollama's)."""
 
 
-def _reason(exc: BaseException) -> str:
+def connection_reason(exc: BaseException) -> str:
     """A connection failure in a few words: `connection refused`, `timed out`, ..."""
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
@@ -189,7 +190,7 @@ class OllamaClient:
             conn.connect()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise OllamaUnreachable(self.url, _reason(exc)) from exc
+            raise OllamaUnreachable(self.url, connection_reason(exc)) from exc
         all_headers = {"Accept": "application/json", "User-Agent": "localllm.fleet"}
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
@@ -205,7 +206,7 @@ class OllamaClient:
             ) from exc
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise OllamaUnreachable(self.url, _reason(exc)) from exc
+            raise OllamaUnreachable(self.url, connection_reason(exc)) from exc
 
     @staticmethod
     def _error_text(status: int, payload: bytes) -> str:
@@ -232,7 +233,7 @@ class OllamaClient:
             payload = resp.read()
         except (OSError, http.client.HTTPException) as exc:
             raise OllamaError(
-                f"lost the connection to Ollama at {self.url}: {_reason(exc)}"
+                f"lost the connection to Ollama at {self.url}: {connection_reason(exc)}"
             ) from exc
         finally:
             conn.close()
@@ -289,7 +290,7 @@ class OllamaClient:
                     ) from exc
                 except (OSError, http.client.HTTPException) as exc:
                     raise OllamaError(
-                        f"lost the connection to Ollama at {self.url}: {_reason(exc)}"
+                        f"lost the connection to Ollama at {self.url}: {connection_reason(exc)}"
                     ) from exc
                 if not line:
                     return

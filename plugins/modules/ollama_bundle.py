@@ -49,7 +49,10 @@ options:
     default: ollama
 notes:
   - In check mode nothing is written; the result says which models, how many blobs and
-    how many bytes would be added.
+    how many bytes would be added. O(owner) and O(group) are not looked up, so a dry run
+    works before Ollama's user exists. When O(src) is not on the host yet (the task that
+    downloads or copies it did not run in check mode), the result is C(changed=true) with
+    no models and zero counts.
   - Blobs already in the store are not re-hashed; they were verified when they arrived.
   - Temporary files of an import that was killed are removed by the next import after an
     hour (Ollama's start-up pruning removes them too).
@@ -92,6 +95,7 @@ blobs_present:
 """
 
 import grp
+import os
 import pwd
 
 from ansible.module_utils.basic import AnsibleModule
@@ -126,19 +130,29 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    uid, gid = _ids(module)
+    src = module.params["src"]
+    if module.check_mode and not os.path.exists(src):
+        module.exit_json(
+            changed=True,
+            models=[],
+            blobs_added=0,
+            bytes_added=0,
+            blobs_present=0,
+            msg=f"would import {src} (not on the host yet)",
+        )
+    uid, gid = (-1, -1) if module.check_mode else _ids(module)  # -1: unused in check mode
     try:
         result = import_bundle(
-            module.params["src"],
+            src,
             module.params["models_dir"],
             uid=uid,
             gid=gid,
             check_mode=module.check_mode,
         )
     except BundleError as err:
-        module.fail_json(msg=str(err), src=module.params["src"])
+        module.fail_json(msg=str(err), src=src)
     except OSError as err:
-        module.fail_json(msg=f"cannot import {module.params['src']}: {err}")
+        module.fail_json(msg=f"cannot import {src}: {err}")
     verb = "would add" if module.check_mode else "added"
     module.exit_json(
         changed=result.changed,

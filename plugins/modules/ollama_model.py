@@ -389,15 +389,22 @@ def present(module: AnsibleModule, client: OllamaClient, name: ModelName) -> dic
 
 
 def absent(module: AnsibleModule, client: OllamaClient, name: ModelName) -> dict[str, Any]:
-    show = client.show(module.params["name"])
+    broken = False
+    try:
+        show = client.show(module.params["name"])
+    except OllamaError as err:
+        if err.status != 500:
+            raise
+        show, broken = None, True  # registered, but Ollama cannot read it (a lost blob)
+    exists = show is not None or broken
     result: dict[str, Any] = {
-        "changed": show is not None,
+        "changed": exists,
         "name": name.display_shortest(),
         "digest": None,
-        "differences": ["deleted"] if show is not None else [],
+        "differences": ["deleted"] if exists else [],
         "diff": {"before": render(content_from_show(show)) if show else "", "after": ""},
     }
-    if show is not None and not module.check_mode:
+    if exists and not module.check_mode:
         client.delete(module.params["name"])
     return result
 

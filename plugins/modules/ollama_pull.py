@@ -89,7 +89,12 @@ done:
   returned: always
   type: bool
 status:
-  description: Ollama's last status line (C(success), C(pulling 96c415656d37), ...).
+  description:
+    - Ollama's last status line in this call (C(success), C(pulling 96c415656d37), ...);
+      empty when the slice ended before Ollama sent one.
+    - When nothing was pulled, one the module sets itself instead. C(present) means the
+      model is already on the host and O(update) is false, or the check mode is on. C(not
+      pulled (check mode)) means the model is missing and the check mode is on.
   returned: always
   type: str
 completed:
@@ -105,7 +110,11 @@ progress:
   returned: always
   type: str
 digest:
-  description: The model's manifest digest as C(/api/tags) reports it, once done.
+  description:
+    - The model's manifest digest as C(/api/tags) reports it.
+    - Once done, that of the model now on the host. While not done, that of the version
+      the host had before the pull (C(null) when the model is new), so it changes only
+      when a pull completes. C(null) in check mode for a model that is missing.
   returned: always
   type: str
 """
@@ -244,13 +253,12 @@ def main() -> None:
 
     old_digest = existing.get("digest") if existing else None
     new_digest = after.get("digest") if after else None
+    line = progress_line(label, tracker.bytes_done, tracker.total, tracker.rate())
     if tracker.done:
         changed = new_digest != old_digest
-        line = progress_line(label, tracker.bytes_done, tracker.total, tracker.rate())
         line += ", done" if changed else ", already up to date"
     else:
         changed = tracker.transferred > 0
-        line = progress_line(label, tracker.bytes_done, tracker.total, tracker.rate())
         if not tracker.total:
             line = f"{label}: {tracker.status or 'starting'}"
     module.exit_json(

@@ -265,7 +265,7 @@ def slow_server(root: Path, kind: str, rate: float | None = None) -> Iterator[Sl
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), factory)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield SlowServer(server.server_address[1], ranges, server)

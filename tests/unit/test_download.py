@@ -7,10 +7,14 @@ place, and a wrong download is deleted.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import stat
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +176,8 @@ def test_an_unreachable_mirror_is_named(tmp_path: Path) -> None:
     ("url", "digest", "message"),
     [
         ("/models/missing.gguf", "sha256:" + "0" * 64, "HTTP 404"),
-        ("/models/weights.gguf", "md5:abc", "checksum must be sha256:<64 hex digits>"),
+        ("/models/weights.gguf", "md5:abc", "checksum 'md5:abc' is not a sha256 digest"),
+        ("/models/weights.gguf", "sha256:sha256:" + "0" * 64, "is not a sha256 digest"),
     ],
 )
 def test_bad_input_fails_clearly(
@@ -183,3 +188,116 @@ def test_bad_input_fails_clearly(
     assert result["failed"] is True
     assert message in result["msg"]
     assert not (tmp_path / "x.gguf").exists()
+
+
+@pytest.mark.parametrize("form", ["bare", "upper"])
+def test_the_checksum_may_be_bare_hex_or_any_case(files: Path, tmp_path: Path, form: str) -> None:
+    source = files / "models" / "weights.gguf"
+    dest = tmp_path / "weights.gguf"
+    digest = checksum(source)
+    given = digest.removeprefix("sha256:") if form == "bare" else f"  {digest.upper()} "
+    with slow_server(files, "mirror") as mirror:
+        result = run(
+            "download", args(f"{mirror.url}/models/weights.gguf", dest, given, max_seconds=0)
+        )
+    assert result["done"] is True, result
+    assert result["checksum"] == digest
+    assert dest.read_bytes() == source.read_bytes()
+
+
+@contextlib.contextmanager
+def range_refusing_server() -> Iterator[str]:
+    """A server that answers every GET with 416 and no Content-Range (some proxies do)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def do_GET(self) -> None:
+            self.send_response(416)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_a_416_without_content_range_lets_the_checksum_decide(
+    files: Path, tmp_path: Path, complete: bool
+) -> None:
+    source = files / "models" / "weights.gguf"
+    dest = tmp_path / "weights.gguf"
+    part = Path(str(dest) + ".part")
+    data = source.read_bytes()
+    part.write_bytes(data if complete else data[: SIZE // 2])
+    with range_refusing_server() as url:
+        result = run("download", args(f"{url}/weights.gguf", dest, checksum(source), max_seconds=0))
+    if complete:  # the .part was all of it: verified and installed, not deleted
+        assert result["done"] is True, result
+        assert result["bytes"] == result["total"] == SIZE
+        assert dest.read_bytes() == data
+    else:  # a wrong .part is still never installed
+        assert result["failed"] is True
+        assert "checksum mismatch" in result["msg"]
+        assert not dest.exists()
+    assert not part.exists()
+
+
+def test_the_action_shows_the_progress_of_an_unfinished_download(tmp_path: Path) -> None:
+    """Through ansible-playbook: the action plugin marks a `done: false` result to be shown
+    at default verbosity, and leaves a finished one to the callback's usual one line."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    there = tmp_path / "there.gguf"
+    there.write_bytes(b"already downloaded")
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        f"""
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Finished
+      localllm.fleet.download:
+        url: http://127.0.0.1:9/there.gguf
+        dest: {there}
+        checksum: {checksum(there)}
+    - name: Unfinished
+      localllm.fleet.download:
+        url: http://127.0.0.1:9/missing.gguf
+        dest: {tmp_path / "missing.gguf"}
+        checksum: sha256:{"0" * 64}
+"""
+    )
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "--check",
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            str(playbook),
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    finished = done.stdout.split("TASK [Unfinished]")[0]
+    assert "ok: [localhost]" in finished
+    assert "present and verified" not in finished
+    assert "missing.gguf: would be downloaded from http://127.0.0.1:9/missing.gguf" in done.stdout

@@ -4,6 +4,7 @@ loopback servers and the Ollama stand-in."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -347,7 +348,7 @@ class Scripted(BaseHTTPRequestHandler):
 def scripted() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
@@ -423,8 +424,20 @@ class _SpecCaptured(Exception):
     pass
 
 
-def _ansible_doc(module: str) -> dict[str, Any]:
-    """The documentation exactly as `ansible-doc` renders it, doc fragments merged in."""
+DOCUMENTED_MODULES = (
+    "ollama_model",
+    "ollama_info",
+    "ollama_pull",
+    "download",
+    "ollama_bundle",
+    "gpu_facts",
+)
+
+
+@functools.cache
+def _ansible_docs() -> dict[str, Any]:
+    """The documentation of every module exactly as `ansible-doc` renders it, doc fragments
+    merged in; one ansible-doc run for all of them (it takes seconds to start)."""
     import subprocess
     import sys
 
@@ -435,7 +448,7 @@ def _ansible_doc(module: str) -> dict[str, Any]:
             "-j",
             "-t",
             "module",
-            f"localllm.fleet.{module}",
+            *(f"localllm.fleet.{module}" for module in DOCUMENTED_MODULES),
         ],
         cwd=repo,
         capture_output=True,
@@ -444,13 +457,14 @@ def _ansible_doc(module: str) -> dict[str, Any]:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)[f"localllm.fleet.{module}"]
+    return json.loads(done.stdout)
 
 
-@pytest.mark.parametrize(
-    "module",
-    ["ollama_model", "ollama_info", "ollama_pull", "download", "ollama_bundle", "gpu_facts"],
-)
+def _ansible_doc(module: str) -> dict[str, Any]:
+    return _ansible_docs()[f"localllm.fleet.{module}"]
+
+
+@pytest.mark.parametrize("module", DOCUMENTED_MODULES)
 def test_module_docs_render_and_match_the_argument_spec(
     module: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -483,6 +497,7 @@ def test_module_docs_render_and_match_the_argument_spec(
     for name, spec in accepted.items():
         doc = options[name]
         assert doc.get("type", "str") == spec.get("type", "str"), name
+        assert doc.get("elements") == spec.get("elements"), name
         assert doc.get("default") == spec.get("default"), name
         assert doc.get("choices") == spec.get("choices"), name
         assert bool(doc.get("required")) == bool(spec.get("required")), name

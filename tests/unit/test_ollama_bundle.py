@@ -194,3 +194,24 @@ def test_not_a_bundle_and_unknown_owner(tmp_path: Path) -> None:
     assert result["msg"] == (
         "owner 'no-such-user-xyz' does not exist on this host (is Ollama installed?)"
     )
+
+
+def test_check_mode_before_the_bundle_and_the_user_exist(bundle_file: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    owner = {"owner": "no-such-user-xyz", "group": "no-such-group-xyz"}
+    missing = tmp_path / "not-copied-yet.bundle"
+    result = run(
+        "ollama_bundle", {"src": str(missing), "models_dir": str(models), **owner}, check=True
+    )
+    assert result.get("failed") is not True, result
+    assert result["changed"] is True
+    assert result["msg"] == f"would import {missing} (not on the host yet)"
+    assert (result["models"], result["blobs_added"], result["bytes_added"]) == ([], 0, 0)
+    assert result["blobs_present"] == 0
+
+    checked = run(
+        "ollama_bundle", {"src": str(bundle_file), "models_dir": str(models), **owner}, check=True
+    )
+    assert checked["changed"] is True, checked
+    assert checked["models"] == ["deepseek-r1:1.5b", "deepseek-r1:8b"]
+    assert not models.exists()

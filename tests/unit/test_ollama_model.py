@@ -304,6 +304,24 @@ def test_absent_removes_the_model_once(shared_server: Any, base: dict) -> None: 
     assert run("ollama_model", args)["changed"] is False
 
 
+def test_absent_removes_a_model_with_a_lost_blob(shared_server: Any, base: dict) -> None:  # noqa: F811
+    present(shared_server, "fleet/lost", "FROM lab/base:1\nSYSTEM Lose me.\n")
+    (shared_server.models / "blobs" / ("sha256-" + sha256_hex(b"Lose me."))).unlink()
+    assert shared_server.request("POST", "/api/show", {"model": "fleet/lost"})[0] == 500
+    args = {"name": "fleet/lost", "state": "absent", "api_url": api_url(shared_server)}
+
+    checked = run("ollama_model", args, check=True, diff=True)
+    assert (checked["changed"], checked["differences"]) == (True, ["deleted"])
+    assert "fleet/lost:latest" in tags(shared_server)
+    removed = run("ollama_model", args, diff=True)
+    assert removed["changed"] is True
+    assert removed["differences"] == ["deleted"]
+    assert removed["diff"] == {"before": "", "after": ""}
+    assert "fleet/lost:latest" not in tags(shared_server)
+    assert "lab/base:1" in tags(shared_server)
+    assert run("ollama_model", args)["changed"] is False
+
+
 # ---------------------------------------------------------------------------- errors
 
 
