@@ -324,8 +324,10 @@ def test_reboot_happens_only_when_allowed_and_needed(host):
     assert run.rc == 0, run.output[-3000:]
     assert run.recap[name]["changed"] == 0
     text = " ".join(run.output.split())
-    assert "DECISION reboot=true needed=True now=True skip=" in text
-    assert "DECISION reboot=false needed=True now=False skip=nvidia_driver_reboot is false" in text
+    assert "DECISION reboot=true needed=True now=True skip=[]" in text
+    assert (
+        "DECISION reboot=false needed=True now=False skip=[nvidia_driver_reboot is false]" in text
+    )
 
 
 @pytest.fixture(scope="session")

@@ -68,6 +68,15 @@ def test_a_model_is_created(host, tiny_gguf):
     assert f"{MODEL}:latest" in model_names(host)
 
 
+def test_check_mode_predicts_an_upgrade_without_making_it(host):
+    before = install_snapshot(host)
+    run = run_playbook("converge.yml", extra_vars={"ollama_version": B}, check=True)
+    assert run.rc == 0, run.output[-3000:]
+    assert run.changed() > 0, run.output[-3000:]
+    assert install_snapshot(host) == before
+    assert api_version(host) == A
+
+
 def test_upgrade_a_to_b_keeps_the_model(host):
     run = converge(ollama_version=B)
     assert run.rc == 0, run.output[-3000:]
@@ -174,3 +183,12 @@ def test_absent_with_remove_models_deletes_the_store(host):
     run = converge(ollama_state="absent", ollama_remove_models=True)
     assert run.rc == 0, run.output[-3000:]
     assert not host.file("/usr/share/ollama").exists
+
+
+def test_check_mode_on_a_fresh_host_predicts_the_install(host):
+    run = run_playbook("converge.yml", extra_vars={"ollama_version": B}, check=True)
+    assert run.rc == 0, run.output[-3000:]
+    assert run.changed() > 0, run.output[-3000:]
+    for path in ("/opt/ollama", "/usr/local/bin/ollama", "/etc/systemd/system/ollama.service"):
+        assert not host.file(path).exists, path
+    assert not host.user("ollama").exists
