@@ -101,6 +101,14 @@ def test_broken_release_is_rolled_back_and_the_play_fails(host):
     assert f"{MODEL}:latest" in model_names(host)
 
 
+def test_versions_beyond_the_kept_ones_leave_with_their_artifacts(host):
+    assert converge(ollama_version=B).rc == 0  # after the rollback: prune runs again
+    versions = set(host.check_output("ls /opt/ollama/versions").split())
+    cached = set(host.check_output("ls /var/cache/localllm-fleet/ollama").split())
+    assert len(versions) == 2 and B in versions, versions  # ollama_keep_versions: 2
+    assert cached == versions
+
+
 def test_checksum_mismatch_changes_nothing(host):
     before = install_snapshot(host)
     run = converge(ollama_version=OTHER, ollama_checksum="0" * 64)
