@@ -25,6 +25,9 @@ description:
   - Operators steer single hosts or groups with inventory variables C(gpu_tier_pin),
     C(gpu_tier_models), C(gpu_tier_max_context) and C(gpu_tier_exclude_gpus), and the whole
     fleet with O(policy). See docs/inventory.md and docs/tiers.md.
+  - Hosts that serve no models (gateways, monitoring) set C(gpu_tier_probe=false); they stay
+    in the inventory with their groups and variables, are not probed and get no tier
+    variables and no tier group.
   - The configuration file name must end in C(gpu_tier.yml) or C(gpu_tier.yaml).
 requirements:
   - paramiko on the controller
@@ -289,6 +292,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         else:
             hosts = self._hosts_from_inventory(path)
 
+        hosts = [host for host in hosts if self._probed(host)]
         for host in hosts:
             self._resolve(host, policy)
         records = self._probe_results(path, hosts, settings, policy, cache)
@@ -495,6 +499,26 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         ]
 
     # ------------------------------------------------------------------ per-host settings
+
+    def _probed(self, host: _Host) -> bool:
+        """False for a host whose `gpu_tier_probe` is false: it serves no models."""
+        value = host.variables.get("gpu_tier_probe", True)
+        if isinstance(value, str):
+            value = self._template(host.variables, value)
+        if not isinstance(value, (bool, str)):
+            raise AnsibleParserError(
+                f"host {host.name}: gpu_tier_probe must be true or false, got {value!r}"
+            )
+        if isinstance(value, str):
+            from ansible.module_utils.parsing.convert_bool import boolean  # noqa: PLC0415
+
+            try:
+                value = boolean(value, strict=True)
+            except TypeError:
+                raise AnsibleParserError(
+                    f"host {host.name}: gpu_tier_probe must be true or false, got {value!r}"
+                ) from None
+        return bool(value)
 
     def _template(self, variables: Mapping[str, Any], value: Any) -> Any:
         self.templar.available_variables = variables

@@ -246,6 +246,30 @@ def test_hosts_already_in_the_inventory(build):
     assert members(inventory, "tier_medium") == {"rtx4090"}
 
 
+def test_hosts_that_serve_no_models_are_not_probed(build):
+    config = hosts_config()
+    config["hosts"] = [
+        {"name": "gw1", "vars": {"gpu_tier_probe": False}, "groups": ["gateway"]},
+        {"name": "mon1", "vars": {"gpu_tier_probe": "{{ 'no' }}"}},
+        {"name": "rtx4090"},
+    ]
+    prober = FakeProber(lab_answers())
+    inventory = build(config, prober)
+    assert prober.probed == ["rtx4090"]
+    assert members(inventory, "gateway") == {"gw1"}
+    for name in ("gw1", "mon1"):
+        assert "gpu_tier" not in hostvars(inventory, name)
+        assert not any(name in members(inventory, g) for g in ("gpu", "cpu", "gpu_unreachable"))
+    assert members(inventory, "tier_medium") == {"rtx4090"}
+
+
+def test_gpu_tier_probe_must_be_a_boolean(build):
+    config = hosts_config()
+    config["hosts"] = [{"name": "gw1", "vars": {"gpu_tier_probe": "maybe"}}]
+    with pytest.raises(AnsibleParserError, match="gw1: gpu_tier_probe must be true or false"):
+        build(config, FakeProber(lab_answers()))
+
+
 def test_group_level_overrides_pin_models_and_cap_context(build):
     config = hosts_config()
     config["hosts"] = [
