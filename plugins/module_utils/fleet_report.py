@@ -82,12 +82,56 @@ def unplaced(facts: list[dict[str, Any]]) -> list[str]:
     )
 
 
+def serving_summary(serving: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The serving layer's part of the report, normalised (None when there is none).
+
+    `serving`: `endpoints` (URLs), `models` (each `name`, `hosts`, optional `alias_of`),
+    `excluded` (`host: reason` lines) and `clients` (key names; never keys).
+    """
+    if not serving or not (serving.get("endpoints") or serving.get("models")):
+        return None
+    models = []
+    for model in serving.get("models") or []:
+        hosts = [str(h) for h in model.get("hosts") or []]
+        alias = model.get("alias_of")
+        models.append(
+            {
+                "name": str(model.get("name", "?")),
+                "hosts": ", ".join(hosts) or "none healthy",
+                "alias_of": str(alias) if alias else "",
+            }
+        )
+    return {
+        "endpoints": [str(e) for e in serving.get("endpoints") or []],
+        "models": models,
+        "excluded": [str(e) for e in serving.get("excluded") or []],
+        "clients": sorted(str(c) for c in serving.get("clients") or []),
+    }
+
+
+def _serving_text(serving: dict[str, Any]) -> list[str]:
+    lines = ["", "Serving (OpenAI- and DeepSeek-compatible; every request needs a client key):"]
+    lines += [f"  endpoint: {e}" for e in serving["endpoints"]] or ["  endpoint: none (no gateway)"]
+    width = max([len(m["name"]) for m in serving["models"]] + [5])
+    for model in serving["models"]:
+        served = f"= {model['alias_of']}" if model["alias_of"] else model["hosts"]
+        lines.append(f"  {model['name'].ljust(width)}  {served}")
+    if serving["excluded"]:
+        lines.append("  left out:")
+        lines += [f"    {e}" for e in serving["excluded"]]
+    lines.append(f"  client keys: {', '.join(serving['clients']) or 'none'}")
+    return lines
+
+
 def _cells(row: dict[str, str]) -> list[str]:
     return [str(row.get(key, "")) for key, _ in COLUMNS]
 
 
 def text_table(
-    rows: list[dict[str, str]], notes: list[str] | None = None, details: list[str] | None = None
+    rows: list[dict[str, str]],
+    notes: list[str] | None = None,
+    details: list[str] | None = None,
+    serving: dict[str, Any] | None = None,
 ) -> str:
     """A fixed-width table for the terminal, with notes above and details below."""
     header = [title for _, title in COLUMNS]
@@ -100,6 +144,9 @@ def text_table(
     lines.insert(1, "  ".join("-" * width for width in widths))
     above = [*(notes or []), ""] if notes else []
     below = ["", "Hosts without a tier:", *(f"  {d}" for d in details)] if details else []
+    summary = serving_summary(serving)
+    if summary:
+        below += _serving_text(summary)
     return "\n".join([*above, *lines, *below])
 
 
@@ -112,6 +159,7 @@ def markdown(
     title: str,
     notes: list[str] | None = None,
     details: list[str] | None = None,
+    serving: dict[str, Any] | None = None,
 ) -> str:
     """The report as a Markdown document."""
     lines = [f"# {title}", ""]
@@ -123,6 +171,17 @@ def markdown(
     lines += ["| " + " | ".join(_md(c) for c in _cells(row)) + " |" for row in rows]
     if details:
         lines += ["", "## Hosts without a tier", ""] + [f"- {_md(d)}" for d in details]
+    summary = serving_summary(serving)
+    if summary:
+        lines += ["", "## Serving", ""]
+        lines += [f"- Endpoint: `{_md(e)}`" for e in summary["endpoints"]]
+        lines += ["", "| Model | Hosts |", "|---|---|"]
+        for model in summary["models"]:
+            served = f"alias of {model['alias_of']}" if model["alias_of"] else model["hosts"]
+            lines.append(f"| {_md(model['name'])} | {_md(served)} |")
+        if summary["excluded"]:
+            lines += ["", "Left out of serving:", ""] + [f"- {_md(e)}" for e in summary["excluded"]]
+        lines += ["", f"Client keys: {_md(', '.join(summary['clients']) or 'none')}"]
     return "\n".join(lines) + "\n"
 
 
@@ -131,6 +190,7 @@ def html_document(
     title: str,
     notes: list[str] | None = None,
     details: list[str] | None = None,
+    serving: dict[str, Any] | None = None,
 ) -> str:
     """The report as a self-contained HTML page (no scripts, no external resources)."""
     esc = html.escape
@@ -141,6 +201,28 @@ def html_document(
         cells = "".join(f"<td>{esc(c)}</td>" for c in _cells(row))
         body.append(f'<tr class="{status}">{cells}</tr>')
     note_html = "".join(f"<p class=note>{esc(n)}</p>" for n in notes or [])
+    summary = serving_summary(serving)
+    serving_html = ""
+    if summary:
+        served = "".join(
+            f"<tr><td>{esc(m['name'])}</td><td>"
+            f"{esc('alias of ' + m['alias_of'] if m['alias_of'] else m['hosts'])}</td></tr>"
+            for m in summary["models"]
+        )
+        serving_html = (
+            "<h2>Serving</h2>"
+            + "".join(f"<p>Endpoint: <code>{esc(e)}</code></p>" for e in summary["endpoints"])
+            + f"<table><thead><tr><th>Model</th><th>Hosts</th></tr></thead><tbody>{served}"
+            + "</tbody></table>"
+            + (
+                "<p>Left out of serving:</p><ul>"
+                + "".join(f"<li>{esc(e)}</li>" for e in summary["excluded"])
+                + "</ul>"
+                if summary["excluded"]
+                else ""
+            )
+            + f"<p>Client keys: {esc(', '.join(summary['clients']) or 'none')}</p>"
+        )
     return (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         f"<title>{esc(title)}</title><style>"
@@ -156,5 +238,6 @@ def html_document(
             if details
             else ""
         )
+        + serving_html
         + "</body></html>\n"
     )

@@ -63,3 +63,37 @@ def test_hosts_without_a_tier_are_told_apart_by_gpu_tier_status(status, health):
     facts = {"host": "h", "status": status, "reason": "why"}
     assert fr.host_row(facts)["health"] == health
     assert fr.unplaced([facts]) == (["h: why"] if health.startswith("not served") else [])
+
+
+SERVING = {
+    "endpoints": ["https://gw1.example:8443/v1"],
+    "models": [
+        {"name": "fleet/deepseek-r1:671b", "hosts": ["h100-1", "h100-2"]},
+        {"name": "deepseek-r1", "alias_of": "fleet/deepseek-r1:671b"},
+        {"name": "fleet/qwq:32b", "hosts": []},
+    ],
+    "excluded": ["broken: gpu_unreachable (driver cannot read its GPUs)"],
+    "clients": ["support-bot", "<script>alert(1)</script>"],
+}
+
+
+def test_the_serving_section_names_endpoint_models_hosts_and_key_names():
+    rows = [fr.host_row({"host": "h100-1", "tier": "frontier"})]
+    text = fr.text_table(rows, serving=SERVING)
+    assert "endpoint: https://gw1.example:8443/v1" in text
+    assert "fleet/deepseek-r1:671b  h100-1, h100-2" in text
+    assert "= fleet/deepseek-r1:671b" in text
+    assert "none healthy" in text
+    assert "broken: gpu_unreachable" in text
+    assert "client keys: <script>alert(1)</script>, support-bot" in text
+    page = fr.html_document(rows, "Fleet", serving=SERVING)
+    assert "&lt;script&gt;" in page and "<script>" not in page
+    md = fr.markdown(rows, "Fleet", serving=SERVING)
+    assert "| fleet/deepseek-r1:671b | h100-1, h100-2 |" in md
+    assert "| deepseek-r1 | alias of fleet/deepseek-r1:671b |" in md
+
+
+def test_no_serving_section_without_a_serving_layer():
+    rows = [fr.host_row({"host": "h1"})]
+    assert "Serving" not in fr.text_table(rows, serving=None)
+    assert "Serving" not in fr.markdown(rows, "Fleet", serving={"endpoints": [], "models": []})
