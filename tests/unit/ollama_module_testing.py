@@ -218,9 +218,16 @@ class SlowServer:
 
 
 @contextlib.contextmanager
-def slow_server(root: Path, kind: str, rate: float | None = None) -> Iterator[SlowServer]:
+def slow_server(
+    root: Path, kind: str, rate: float | None = None, hold_after: int | None = None
+) -> Iterator[SlowServer]:
     """kind `registry` (tests/standins/ollama/registry-server, blob redirects), `mirror`
-    (tests/lab/mirror-server, byte ranges) or `plain` (http.server, ignores ranges)."""
+    (tests/lab/mirror-server, byte ranges) or `plain` (http.server, ignores ranges).
+
+    `hold_after`: the first body longer than that stops after `hold_after` bytes until the
+    client comes back with another request (then the rest follows at full speed), so that a
+    transfer is cut into at least two calls whatever the machine's load: no clock involved.
+    """
     if kind == "registry":
         script = _load_script(STANDINS / "registry-server", "registry_server")
         base = script.RegistryHandler
@@ -230,6 +237,9 @@ def slow_server(root: Path, kind: str, rate: float | None = None) -> Iterator[Sl
         script = _load_script(REPO / "tests" / "lab" / "mirror-server", "mirror_server")
         base = script.MirrorHandler
     ranges: list[str] = []
+    holding = threading.Event()  # a body is on hold
+    released = threading.Event()  # a later request came: let it go
+    hold_lock = threading.Lock()
 
     class Handler(base):  # type: ignore[misc, valid-type]
         def log_message(self, format: str, *args: Any) -> None:
@@ -238,9 +248,26 @@ def slow_server(root: Path, kind: str, rate: float | None = None) -> Iterator[Sl
         def send_head(self):  # type: ignore[no-untyped-def]
             if self.command == "GET":
                 ranges.append(self.headers.get("Range") or "")
+            if holding.is_set():
+                released.set()
             return super().send_head()
 
         def copyfile(self, source: Any, outputfile: Any) -> None:
+            if hold_after is not None:
+                with hold_lock:
+                    first = not holding.is_set()
+                    head = source.read(hold_after + 1) if first else b""
+                    if len(head) > hold_after:
+                        holding.set()
+                if head:
+                    try:
+                        outputfile.write(head[:hold_after])
+                        outputfile.flush()
+                        if len(head) > hold_after:
+                            released.wait(120)
+                        outputfile.write(head[hold_after:])
+                    except OSError:
+                        return
             if rate is None:
                 super().copyfile(source, outputfile)
                 return

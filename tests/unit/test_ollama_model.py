@@ -7,6 +7,8 @@ against `ollama serve` from the stand-in's release artifact, on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import shutil
 from pathlib import Path
 from typing import Any
@@ -63,7 +65,18 @@ def base(shared_server: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         },
     )
     assert result["changed"] is True, result
-    return {"dir": work, "digest": result["digest"]}
+    return {"dir": work, "digest": result["digest"], "home": Path.home()}
+
+
+def test_module_scoped_fixtures_write_their_cache_into_a_temporary_home(
+    base: dict, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`base` is built before any function-scoped fixture (state_home) runs: HOME must
+    already point away from the account's real home directory by then."""
+    home = base["home"].resolve()
+    assert home != Path(pwd.getpwuid(os.getuid()).pw_dir).resolve()
+    assert tmp_path_factory.getbasetemp().resolve() in home.parents
+    assert (home / ".cache" / "localllm-fleet" / "sha256.json").is_file()
 
 
 # ---------------------------------------------------------------------------- idempotence

@@ -148,7 +148,12 @@ def test_pull_errors_carry_ollamas_text_and_the_name(server: Any, mirror: Path) 
 def test_progress_shows_on_until_retries_at_default_verbosity(
     server: Any, big_registry: tuple[Path, str], tmp_path: Path
 ) -> None:
-    """Through ansible-playbook: the action plugin marks unfinished results verbose."""
+    """Through ansible-playbook: the action plugin marks unfinished results verbose.
+
+    No clock decides the outcome: the registry holds the blob after 2 MB until the module
+    comes back (the retry's pull asks for the manifest again), so the first call can never
+    finish and the second one always can, however slow the machine is.
+    """
     root, manifest_digest = big_registry
     playbook = tmp_path / "pull.yml"
     playbook.write_text(
@@ -163,13 +168,13 @@ def test_progress_shows_on_until_retries_at_default_verbosity(
         "        api_url: '{{ api }}'\n"
         "      register: pulled\n"
         "      until: pulled.done\n"
-        "      retries: 20\n"
+        "      retries: 200\n"
         "      delay: 0\n"
         "    - name: Show the digest\n"
         "      ansible.builtin.debug:\n"
         "        msg: 'digest={{ pulled.digest }} changed={{ pulled.changed }}'\n"
     )
-    with slow_server(root, "registry", rate=RATE) as reg:
+    with slow_server(root, "registry", hold_after=2_000_000) as reg:
         env = {
             **os.environ,
             "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
@@ -196,12 +201,14 @@ def test_progress_shows_on_until_retries_at_default_verbosity(
             capture_output=True,
             text=True,
             env=env,
-            timeout=120,
+            timeout=300,
             check=False,
         )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     assert "FAILED - RETRYING: [localhost]: Pull the big model" in out
-    assert re.search(r"progress: '127\.0\.0\.1:\d+/library/big:latest: [\d.]+ MB of 6\.0 MB", out)
+    # The retry's result is shown: its progress line (its figures depend on how far the
+    # server got within the slice; test_interrupted_pull_resumes_where_it_stopped checks them).
+    assert re.search(r"progress: '127\.0\.0\.1:\d+/library/big:latest: \S", out), out
     assert f"digest={manifest_digest} changed=True" in out
     assert "Removed unexpected internal key" not in out + proc.stderr
