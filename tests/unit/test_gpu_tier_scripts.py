@@ -273,3 +273,62 @@ def test_fleet_plan_for_a_plain_inventory(tmp_path):
         "CTX",
     ]
     assert "1 unreachable" in table.stdout
+
+
+def fleet_plan(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "fleet-plan"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("output", ["table", "json"])
+def test_fleet_plan_with_a_limit_that_matches_nothing(tmp_path, output):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  hosts:\n    controller:\n      ansible_connection: local\n")
+    result = fleet_plan(
+        "-i", str(inventory), "--limit", "nomatch", "--format", output, cwd=tmp_path
+    )
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"fleet-plan: no hosts match --limit 'nomatch' in {inventory}" in result.stderr
+    if output == "json":
+        assert json.loads(result.stdout) == []
+
+
+def test_fleet_plan_shows_model_names_an_operator_wrote_as_strings():
+    fleet_plan_module = _load_fleet_plan()
+    rows = fleet_plan_module.plan_rows(
+        {
+            "_meta": {
+                "hostvars": {
+                    "a": {
+                        "gpu_probe_status": "gpu",
+                        "gpu_devices": ["junk", {"name": "NVIDIA L4", "memory_mib": 23034}],
+                        "ollama_models": ["qwq:32b", {"name": "gemma3:27b"}],
+                        "gpu_memory_mib_total": "lots",
+                    }
+                }
+            }
+        }
+    )
+    text = fleet_plan_module.table(rows, wide=False)
+    assert "qwq:32b, gemma3:27b" in text
+    assert "1x L4" in text
+
+
+def _load_fleet_plan():
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader(
+        "fleet_plan", str(REPO / "scripts" / "fleet-plan")
+    )
+    spec = importlib.util.spec_from_loader("fleet_plan", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
