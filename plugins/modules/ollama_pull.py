@@ -142,6 +142,13 @@ from ansible_collections.localllm.fleet.plugins.module_utils.progress import (
 _CANCELED = "context canceled"
 
 
+def _count(value: Any) -> int | None:
+    """A byte count from Ollama's answer: an int from 0 up, else None (ignored)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
 class PullTracker:
     """Sums Ollama's per-blob progress lines into one count and a rate."""
 
@@ -154,11 +161,12 @@ class PullTracker:
         self.started = time.monotonic()
 
     def add(self, item: dict[str, Any]) -> None:
-        self.status = str(item.get("status") or self.status)
+        self.status = str(item.get("status") or self.status)[:200]
         digest = item.get("digest")
-        if digest and item.get("total") is not None:
-            self.totals[digest] = int(item.get("total") or 0)
-            done = int(item.get("completed") or 0)
+        total = _count(item.get("total"))
+        if isinstance(digest, str) and digest and total is not None:
+            self.totals[digest] = total
+            done = min(_count(item.get("completed")) or 0, total)
             self.first.setdefault(digest, done)
             self.completed[digest] = max(done, self.completed.get(digest, 0))
         if self.status == "success":
@@ -224,7 +232,7 @@ def main() -> None:
     try:
         existing = client.find(name)
         if existing is not None and (not params["update"] or module.check_mode):
-            size = int(existing.get("size") or 0)
+            size = _count(existing.get("size")) or 0
             module.exit_json(
                 changed=False,
                 done=True,

@@ -16,6 +16,7 @@ import importlib.util
 import io
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -320,6 +321,67 @@ def shared_server(artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
     with serving(artifact, tmp_path_factory.mktemp("ollama-home")) as running:
         yield running
+
+
+# --------------------------------------------------------------------------- hostile servers
+
+
+@contextlib.contextmanager
+def raw_server(handler: Any) -> Iterator[str]:
+    """A loopback TCP server whose `handler(conn, stop, request)` writes whatever bytes it
+    likes (`request`: the first bytes the client sent; `stop` is set when the test ends)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=_handle, args=(conn,), daemon=True).start()
+
+    def _handle(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(30)
+            try:
+                request = conn.recv(65536)  # the request (small)
+                handler(conn, stop, request)
+            except OSError:
+                return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def answer(body: bytes, status: str = "200 OK", kind: str = "application/json") -> Any:
+    """A raw_server handler that answers `body` once."""
+
+    def handler(conn: socket.socket, _stop: threading.Event, _request: bytes) -> None:
+        head = f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n"
+        head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        conn.sendall(head.encode() + body)
+
+    return handler
+
+
+def routed(answers: dict[str, Any]) -> Any:
+    """A raw_server handler answering by request path: {path: raw_server handler}."""
+
+    def handler(conn: socket.socket, stop: threading.Event, request: bytes) -> None:
+        path = request.split(b" ", 2)[1].decode() if request.count(b" ") >= 2 else ""
+        answers[path](conn, stop, request)
+
+    return handler
 
 
 def free_port() -> int:

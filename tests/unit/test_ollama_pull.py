@@ -20,9 +20,12 @@ from typing import Any
 import pytest
 from ollama_module_testing import (
     REPO,
+    answer,
     api_url,
     free_port,
     publish_model,
+    raw_server,
+    routed,
     run,
     sha256_hex,
     slow_server,
@@ -212,3 +215,44 @@ def test_progress_shows_on_until_retries_at_default_verbosity(
     assert re.search(r"progress: '127\.0\.0\.1:\d+/library/big:latest: \S", out), out
     assert f"digest={manifest_digest} changed=True" in out
     assert "Removed unexpected internal key" not in out + proc.stderr
+
+
+def test_nonsense_progress_numbers_are_ignored_not_a_traceback() -> None:
+    """Progress numbers Ollama never sends (strings, huge floats, negatives, lists, booleans)
+    are ignored; the pull's outcome is still decided by its `success` line."""
+    lines = [
+        b'{"status":"pulling manifest"}',
+        b'{"status":"pulling d","digest":"sha256:d","total":"lots","completed":-5}',
+        b'{"status":"pulling d","digest":"sha256:d","total":1e400,"completed":[1]}',
+        b'{"status":"pulling d","digest":"sha256:d","total":10,"completed":true}',
+        b'{"status":"success"}',
+    ]
+    after = b'{"models":[{"name":"m:1","digest":"abc","size":"big"}]}'
+    tags = iter([b'{"models":[]}', after])
+
+    def tags_before_then_after(conn: Any, stop: Any, request: bytes) -> None:
+        answer(next(tags))(conn, stop, request)
+
+    server = routed(
+        {
+            "/api/tags": tags_before_then_after,
+            "/api/pull": answer(b"\n".join(lines) + b"\n", kind="application/x-ndjson"),
+        }
+    )
+    with raw_server(server) as url:
+        result = run("ollama_pull", {"name": "m:1", "api_url": url, "max_seconds": 0})
+    assert result.get("failed") is not True, result
+    assert (result["done"], result["digest"]) == (True, "abc")
+    assert result["total"] == 10
+
+
+@pytest.mark.parametrize("module", ["ollama_pull", "ollama_model", "ollama_info"])
+def test_a_timeout_below_one_second_is_refused_by_every_api_module(module: str) -> None:
+    args = {"name": "m:1", "timeout": 0, "api_url": "http://127.0.0.1:1"}
+    if module == "ollama_model":
+        args["modelfile"] = "FROM x\n"
+    if module == "ollama_info":
+        del args["name"]
+    result = run(module, args)
+    assert result.get("failed") is True
+    assert "timeout must be at least 1 second" in result["msg"]
