@@ -61,6 +61,7 @@ __all__ = [
     "import_bundle",
     "manifest_blobs",
     "read_index",
+    "remove_unreferenced",
     "verify_bundle",
 ]
 
@@ -795,3 +796,33 @@ def describe(index: BundleIndex) -> dict[str, Any]:
         "blobs": len(index.blobs),
         "size": index.size,
     }
+
+
+def remove_unreferenced(models_dir: str, digests: Iterable[str]) -> list[str]:
+    """Delete from the store the blobs among `digests` that no manifest references (what a
+    failed create uploaded); the digests removed. An unreadable manifest stops it: nothing
+    is removed that might be in use."""
+    wanted = [d for d in dict.fromkeys(digests) if _DIGEST.fullmatch(d)]
+    if not wanted:
+        return []
+    referenced: set[str] = set()
+    root = os.path.join(models_dir, "manifests")
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            try:
+                if os.path.getsize(path) > _MANIFEST_LIMIT:
+                    return []
+                with open(path, "rb") as handle:
+                    raw = handle.read(_MANIFEST_LIMIT + 1)
+                referenced.update(d for d, _ in manifest_blobs(raw, path))
+            except (OSError, BundleError):
+                return []
+    removed = []
+    for digest in wanted:
+        if digest in referenced:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_blob_path(models_dir, digest))
+            removed.append(digest)
+    return removed

@@ -40,6 +40,7 @@ __all__ = [
     "Command",
     "Modelfile",
     "ModelfileError",
+    "check_model_file",
     "create_request",
     "decode",
     "expand_path",
@@ -981,6 +982,48 @@ def _local_files(path: str) -> list[str]:
     return files
 
 
+_GGUF_MAGIC = b"GGUF"
+_SAFETENSORS_HEADER_LIMIT = 100 << 20  # safetensors' own limit on its JSON header
+
+
+def _model_file_kind(path: str) -> str | None:
+    """ "gguf" or "safetensors" from a file's first bytes, None when it is neither."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(9)
+    except OSError as err:
+        raise _os_error("open", path, err) from err
+    if head[:4] == _GGUF_MAGIC:
+        return "gguf"
+    if len(head) == 9 and head[8:9] == b"{":
+        header = int.from_bytes(head[:8], "little")
+        if 2 <= header <= _SAFETENSORS_HEADER_LIMIT:
+            return "safetensors"
+    return None
+
+
+def check_model_file(path: str, keyword: str, in_directory: bool = False) -> None:
+    """Refuse a FROM/ADAPTER/DRAFT file that is not model weights, before it is hashed or
+    uploaded (Ollama's server only refuses it after the upload, and keeps the blob).
+
+    A file named directly must be GGUF or safetensors; in a model directory the weight files
+    (`*.gguf`, `*.safetensors`) must be what their name says, the rest (config, tokenizer)
+    is left to the content-type checks Ollama's client makes. The file's content is never
+    quoted in the error.
+    """
+    name = os.path.basename(path).lower()
+    if in_directory and not name.endswith((".gguf", ".safetensors")):
+        return
+    kind = _model_file_kind(path)
+    expected = {".gguf": "gguf", ".safetensors": "safetensors"}
+    wanted = next((v for k, v in expected.items() if name.endswith(k)), None)
+    if kind is None or (in_directory and kind != wanted):
+        raise ModelfileError(
+            f"{keyword.upper()} {path} is not a GGUF or safetensors model file; "
+            "nothing was uploaded"
+        )
+
+
 def _sha256_file(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -1014,6 +1057,7 @@ def create_request(
     base_dir: str,
     digest_file: Callable[[str], str] | None = None,
     quantize: str | None = None,
+    check_file: Callable[[str, str, bool], None] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The POST /api/create body `ollama create MODEL -f <base_dir>/Modelfile` sends.
 
@@ -1023,7 +1067,10 @@ def create_request(
     file or model directory when that path exists (relative to base_dir, `~`, absolute),
     otherwise it is sent as `from` unchanged, exactly as Ollama's client decides.
     `digest_file(path)` returns "sha256:<hex>" (default: hash the file); pass a caching
-    one to avoid hashing big weights twice. Raises ModelfileError with Ollama's text.
+    one to avoid hashing big weights twice. `check_file(path, keyword, in_directory)` is
+    called for every local file before it is hashed (check_model_file refuses what is not
+    model weights; Ollama's own client checks nothing). Raises ModelfileError with
+    Ollama's text.
     """
     validate_model_name(model)
     digest = digest_file or _sha256_file
@@ -1063,6 +1110,11 @@ def create_request(
                     request["from"] = args
                     continue
                 raise _os_error("stat", path, err) from err
+            if check_file is not None:
+                keyword = "FROM" if name == "model" else name.upper()
+                in_directory = os.path.isdir(path)
+                for local_file in local:
+                    check_file(local_file, keyword, in_directory)
             found = digests(local)
             if name == "model":
                 reject_same(path, draft_paths)

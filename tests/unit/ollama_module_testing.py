@@ -348,7 +348,7 @@ def raw_server(handler: Any) -> Iterator[str]:
         with conn:
             conn.settimeout(30)
             try:
-                request = conn.recv(65536)  # the request (small)
+                request = _read_request(conn)  # all of it: unread bytes would reset the socket
                 handler(conn, stop, request)
             except OSError:
                 return
@@ -361,6 +361,28 @@ def raw_server(handler: Any) -> Iterator[str]:
         stop.set()
         thread.join(5)
         listener.close()
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    """The request line, headers and a Content-Length body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            length = int(value.strip())
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def answer(body: bytes, status: str = "200 OK", kind: str = "application/json") -> Any:

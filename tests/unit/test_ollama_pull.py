@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -256,3 +257,38 @@ def test_a_timeout_below_one_second_is_refused_by_every_api_module(module: str) 
     result = run(module, args)
     assert result.get("failed") is True
     assert "timeout must be at least 1 second" in result["msg"]
+
+
+def test_a_pull_that_cannot_fit_stops_before_it_fills_the_disk(tmp_path: Path) -> None:
+    """Ollama announces a 1 PB layer: the module stops the pull at once (closing the stream
+    cancels it in Ollama) and says what is needed and what is free."""
+    stopped = threading.Event()
+
+    def endless_pull(conn: Any, stop: threading.Event, request: bytes) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\r\n")
+        conn.sendall(b'{"status":"pulling manifest"}\n')
+        total = 10**15
+        completed = 0
+        while not stop.is_set():
+            line = b'{"status":"pulling d","digest":"sha256:d","total":%d,"completed":%d}\n'
+            try:
+                conn.sendall(line % (total, completed))
+            except OSError:
+                stopped.set()  # the module went away
+                return
+            completed += 1 << 20
+            time.sleep(0.05)
+
+    store = tmp_path / "models"
+    store.mkdir()
+    server = routed({"/api/tags": answer(b'{"models":[]}'), "/api/pull": endless_pull})
+    with raw_server(server) as url:
+        result = run(
+            "ollama_pull",
+            {"name": "huge:1", "api_url": url, "max_seconds": 0, "models_dir": str(store)},
+        )
+        assert stopped.wait(30)
+    assert result["failed"] is True
+    assert re.match(
+        rf"^not enough space in {re.escape(str(store))}: huge:1 needs 1000 TB, ", result["msg"]
+    )
