@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover - non-POSIX controller
 __all__ = [
     "DEPRECATED_PARAMETERS",
     "INSTRUCTIONS",
+    "MAX_MODELFILE_BYTES",
     "MESSAGE_ROLES",
     "PARAMETER_TYPES",
     "PLAIN_KEYWORDS",
@@ -117,6 +118,10 @@ _ERR_EOF = "unexpected EOF"
 _ERR_NO_FROM = "no FROM line"
 _ERR_REQUIRES = "requires must be a valid semver (e.g. 0.14.0)"
 _ERR_NO_MODEL_FILES = "no Modelfile or safetensors files found"
+#: Ollama reads a Modelfile whole and sets no limit; real ones are KBs (a long LICENSE tens
+#: of KB). Past this size a file is refused rather than parsed (memory, time).
+MAX_MODELFILE_BYTES = 16 << 20
+_ERR_TOO_BIG = f"larger than {MAX_MODELFILE_BYTES >> 20} MiB: not a Modelfile (Ollama's are KBs)"
 
 
 class ModelfileError(ValueError):
@@ -202,31 +207,48 @@ class _Value:
 
     Ollama re-checks the whole trimmed value at every newline, so a long triple-quoted
     LICENSE would be quadratic; only the first and last few significant characters decide,
-    so they are tracked incrementally.
+    so they are tracked incrementally. The characters are kept in joined chunks, not one
+    object each, so a value takes about the memory of its text.
     """
 
+    _CHUNK = 4096
+
     def __init__(self) -> None:
-        self.chars: list[str] = []
+        self._chunks: list[str] = []
+        self._pending: list[str] = []
+        self._length = 0
         self.start = -1  # index of the first non-whitespace character, once seen
+        self._end = -1  # index after the last non-whitespace character
+        self._head = ""  # the first three characters from `start`
+        self._recent = ""  # the last three characters added
+        self._tail = ""  # the last three characters before `_end`, not before `start`
 
     def add(self, ch: str) -> None:
-        if self.start < 0 and ch not in _WS:
-            self.start = len(self.chars)
-        self.chars.append(ch)
+        index = self._length
+        self._pending.append(ch)
+        self._length += 1
+        if len(self._pending) >= self._CHUNK:
+            self._chunks.append("".join(self._pending))
+            self._pending = []
+        self._recent = (self._recent + ch)[-3:]
+        if self.start >= 0 and len(self._head) < 3:
+            self._head += ch  # the three characters from `start`, whitespace included
+        if ch in _WS:
+            return
+        if self.start < 0:
+            self.start = index
+            self._head = ch
+        self._end = index + 1
+        self._tail = self._recent[-min(3, self._end - self.start) :]
 
-    def _end(self) -> int:
-        end = len(self.chars)
-        while end > self.start and self.chars[end - 1] in _WS:
-            end -= 1
-        return end
+    def _slice(self, first: int, last: int) -> str:
+        return "".join((*self._chunks, *self._pending))[first:last]
 
     def complete(self) -> bool:
         if self.start < 0:
             return True
-        end = self._end()
-        size = end - self.start
-        head = "".join(self.chars[self.start : min(self.start + 3, end)])
-        tail = "".join(self.chars[max(self.start, end - 3) : end])
+        size = self._end - self.start
+        head, tail = self._head[: max(size, 0)], self._tail
         if head.startswith('"""'):
             return size >= 6 and tail == '"""'
         if head.startswith('"'):
@@ -236,7 +258,7 @@ class _Value:
     def text(self) -> str:
         if self.start < 0:
             return ""
-        value, _ = _unquote("".join(self.chars[self.start : self._end()]))
+        value, _ = _unquote(self._slice(self.start, self._end))
         return value
 
 
@@ -338,6 +360,8 @@ def parse(text: str, *, validate: bool = True) -> Modelfile:
     semantic error, in Ollama's order, to create_request().
     Deprecated parameters are warnings, never errors.
     """
+    if len(text) > MAX_MODELFILE_BYTES:
+        raise ModelfileError(_ERR_TOO_BIG)
     commands = _scan(text)
     modelfile = Modelfile(commands=commands, warnings=_deprecation_warnings(commands))
     if validate:
@@ -352,6 +376,8 @@ def parse(text: str, *, validate: bool = True) -> Modelfile:
 
 def parse_bytes(data: bytes, *, validate: bool = True) -> Modelfile:
     """parse() for a file's raw bytes, decoded as Ollama decodes them (see decode())."""
+    if len(data) > MAX_MODELFILE_BYTES:
+        raise ModelfileError(_ERR_TOO_BIG)
     return parse(decode(data), validate=validate)
 
 
@@ -361,7 +387,7 @@ def lint(path: str) -> tuple[Modelfile | None, str | None]:
     OSError (missing or unreadable file) propagates: that is not a verdict on the content.
     """
     with open(path, "rb") as handle:
-        data = handle.read()
+        data = handle.read(MAX_MODELFILE_BYTES + 1)  # parse_bytes refuses more
     try:
         return parse_bytes(data), None
     except ModelfileError as err:

@@ -190,6 +190,7 @@ from ansible_collections.localllm.fleet.plugins.module_utils.model_state import 
     render,
 )
 from ansible_collections.localllm.fleet.plugins.module_utils.modelfile import (
+    MAX_MODELFILE_BYTES,
     Modelfile,
     ModelfileError,
     check_model_file,
@@ -285,7 +286,7 @@ def _load_modelfile(params: dict[str, Any]) -> tuple[Modelfile, str | None]:
             path = params["modelfile_path"]
             try:
                 with open(path, "rb") as handle:
-                    data = handle.read()
+                    data = handle.read(MAX_MODELFILE_BYTES + 1)  # parse_bytes refuses more
             except OSError as err:
                 raise TaskError(f"cannot read the Modelfile {path}: {err.strerror}") from err
             base_dir = base_dir or os.path.dirname(os.path.abspath(path))
