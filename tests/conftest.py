@@ -42,3 +42,16 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+# Fixtures that start the Ollama stand-in or build its lab models (Python 3.11 and numpy):
+# a test using one is marked `standin`, so that the Python 3.9 run (tests/py39/run) can
+# leave it to `make unit`.
+_STANDIN_FIXTURES = {"artifact", "broken_artifact", "mirror", "server", "shared_server"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    del config
+    for item in items:
+        if _STANDIN_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.standin)

@@ -138,7 +138,10 @@ def text_table(
     body = [_cells(row) for row in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        "  ".join(
+            cell.ljust(width)
+            for cell, width in zip(line, widths)  # noqa: B905 - one width per column; 3.9 lacks strict=
+        ).rstrip()
         for line in [header, *body]
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))

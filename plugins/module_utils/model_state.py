@@ -353,7 +353,8 @@ def _same_value(left: Any, right: Any) -> bool:
         left_items = left if isinstance(left, list) else [left]
         right_items = right if isinstance(right, list) else [right]
         return len(left_items) == len(right_items) and all(
-            _same_value(a, b) for a, b in zip(left_items, right_items, strict=True)
+            _same_value(a, b)
+            for a, b in zip(left_items, right_items)  # noqa: B905 - lengths equal; 3.9 hosts lack strict=
         )
     if isinstance(left, bool) or isinstance(right, bool):
         return isinstance(left, bool) and isinstance(right, bool) and left == right

@@ -978,7 +978,9 @@ def _resolve(path: str) -> str:
     """filepath.EvalSymlinks: the real path, failing like Go when something is missing."""
     try:
         os.lstat(path)
-        return os.path.realpath(path, strict=True)
+        real = os.path.realpath(path)  # realpath(strict=True) is Python 3.10+
+        os.stat(real)  # a dangling link or a loop fails here, as it does in Go
+        return real
     except OSError as err:
         raise _os_error("lstat", path, err) from err
 

@@ -260,6 +260,7 @@ def test_a_416_without_content_range_lets_the_checksum_decide(
     assert not part.exists()
 
 
+@pytest.mark.controller
 def test_the_action_shows_the_progress_of_an_unfinished_download(tmp_path: Path) -> None:
     """Through ansible-playbook: the action plugin marks a `done: false` result to be shown
     at default verbosity, and leaves a finished one to the callback's usual one line."""

@@ -137,6 +137,7 @@ def run_module(env: dict, args: str) -> tuple[int, dict]:
     return result.returncode, output["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
 
+@pytest.mark.controller
 @pytest.mark.skipif(not ANSIBLE.exists(), reason="needs the project venv (scripts/setup)")
 def test_module_decides_open_modules_for_the_nodriver_profile(tmp_path):
     rc, result = run_module(lab_root(tmp_path, "nodriver"), "module_flavour=auto branch=570")
@@ -147,6 +148,7 @@ def test_module_decides_open_modules_for_the_nodriver_profile(tmp_path):
     assert result["module_flavour"]["flavour"] == "open"
 
 
+@pytest.mark.controller
 @pytest.mark.skipif(not ANSIBLE.exists(), reason="needs the project venv (scripts/setup)")
 def test_module_fails_with_the_reason_when_the_flavour_cannot_work(tmp_path):
     rc, result = run_module(lab_root(tmp_path, "h100x8"), "module_flavour=open branch=470")

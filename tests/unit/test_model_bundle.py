@@ -225,6 +225,8 @@ def _index(**changes) -> bytes:
         (b"\xff\xfe", "index.json is not JSON"),
         (b'"just a string"', "lacks format"),
     ],
+    ids=["blobs-int", "models-dict", "bool-size", "digest-newline", "bomb-in-object", "bomb",
+         "not-utf8", "string"],
 )  # fmt: skip
 def test_a_hostile_index_is_not_a_model_bundle(tmp_path: Path, index: bytes, reason: str) -> None:
     path = craft(tmp_path / "hostile.bundle", index=index)

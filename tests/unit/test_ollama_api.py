@@ -465,6 +465,7 @@ def _ansible_doc(module: str) -> dict[str, Any]:
     return _ansible_docs()[f"localllm.fleet.{module}"]
 
 
+@pytest.mark.controller
 @pytest.mark.parametrize("module", DOCUMENTED_MODULES)
 def test_module_docs_render_and_match_the_argument_spec(
     module: str, monkeypatch: pytest.MonkeyPatch
@@ -520,6 +521,7 @@ def test_module_docs_render_and_match_the_argument_spec(
         (b'["not", "a", "model"]', "show"),
         (b"\xff\xfe\x00", "version"),
     ],
+    ids=["str", "str-list", "int", "list", "bomb", "bomb-in-version", "show-list", "not-utf8"],
 )
 def test_answers_of_the_wrong_shape_are_ollama_errors(body: bytes, call: str) -> None:
     with raw_server(answer(body)) as url:

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from role_testing import render_template, run_role_tasks
 
+pytestmark = pytest.mark.controller  # ansible-playbook runs the task files
+
 UNIT = "etc/systemd/system/ollama.service.j2"
 DROPIN = "etc/systemd/system/ollama.service.d/override.conf.j2"
 PINNED = {"ollama_checksum": "ab" * 32}
