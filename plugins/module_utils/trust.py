@@ -25,7 +25,9 @@ def _split(url: str) -> tuple[str, str, str] | None:
     scheme, sep, rest = url.partition("://")
     if not sep or not scheme or "/" in scheme:
         return None
-    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    # Up to the path's "/" only: an unencoded "?" or "#" before the "@" is more likely part of
+    # a password than a query, and redacting too much is the safe side.
+    authority = rest.split("/", 1)[0]
     if "@" not in authority:
         return None
     userinfo = authority.rsplit("@", 1)[0]
