@@ -592,6 +592,8 @@ def _gpu_from_record(record: dict[str, str]) -> GpuDevice:
     name = _value(record.get("name", "")) or "unknown NVIDIA GPU"
     if len(name) > 96:
         raise ProbeError(f"GPU name {clip(name, 40)} is too long")
+    if not name.isprintable():  # escape sequences would reach operators' terminals
+        raise ProbeError(f"GPU name {clip(name, 40)} contains control characters")
     notes: list[str] = []
     memory_mib, memory_status = _memory(record, notes)
     driver = _value(record.get("driver_version", "") or record.get("kmd_version", ""))
@@ -741,6 +743,7 @@ def parse_lspci(text: str) -> tuple[PciDevice, ...]:
         if not nvidia:
             continue
         description = rest[len("NVIDIA Corporation") :].strip() if not numeric else ""
+        description = "".join(ch if ch.isprintable() else "?" for ch in description)[:96]
         if re.fullmatch(r"Device [0-9a-fA-F]{4}", description) and device_id is None:
             device_id = description.split()[-1].lower()
         if description in ("", "Device"):

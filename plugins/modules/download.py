@@ -59,7 +59,7 @@ options:
     default: 60
   timeout:
     description:
-      - Seconds to wait for the server to answer or to send more bytes.
+      - Seconds to wait for the server to answer or to send more bytes (at least V(1)).
     type: int
     default: 60
   validate_certs:
@@ -403,6 +403,8 @@ def main() -> None:
         module.fail_json(msg=f"dest must be an absolute path, not {dest!r}")
     if params["max_seconds"] < 0:
         module.fail_json(msg="max_seconds must be 0 (no limit) or more")
+    if params["timeout"] < 1:  # 0 would make every socket non-blocking
+        module.fail_json(msg=f"timeout must be at least 1 second, not {params['timeout']}")
     directory = os.path.dirname(dest) or "."
     if not os.path.isdir(directory):
         module.fail_json(msg=f"the directory of dest does not exist: {directory}")

@@ -435,3 +435,13 @@ def test_credentials_in_the_url_never_reach_the_output(files: Path, tmp_path: Pa
     text = json.dumps(result)
     assert "s3cr" not in text
     assert "fleet:" not in text
+
+
+@pytest.mark.parametrize("timeout", [0, -5])
+def test_a_timeout_below_one_second_is_refused(tmp_path: Path, timeout: int) -> None:
+    result = run(
+        "download",
+        args("http://127.0.0.1:9/x", tmp_path / "x.gguf", "sha256:" + "0" * 64, timeout=timeout),
+    )
+    assert result["failed"] is True
+    assert result["msg"] == f"timeout must be at least 1 second, not {timeout}"

@@ -576,3 +576,18 @@ def test_a_comma_inside_a_gpu_name_stays_in_the_name():
     text = "index, name, memory.total [MiB], driver_version\n0, Acme, Inc. GPU, 16384, 550.54.15\n"
     (gpu,) = ns.parse_query(text).gpus
     assert (gpu.name, gpu.memory_mib) == ("Acme, Inc. GPU", 16384)
+
+
+@pytest.mark.parametrize("name", ["NVIDIA \x1b[2J\x1b]0;pwned\x07 H100", "A\x00B", "T4\x7fx"])
+def test_a_gpu_name_with_control_characters_is_refused(name):
+    result = ns.parse_query(f"index, name, memory.total [MiB]\n0, {name}, 81559\n")
+    assert result.status == ns.STATUS_GARBAGE
+    assert "control character" in result.message
+    assert "\x1b" not in result.message
+
+
+def test_lspci_descriptions_lose_their_control_characters():
+    line = "18:00.0 3D controller [0302]: NVIDIA Corporation GH100 \x1b[31m[H100] [10de:2330]\n"
+    (device,) = ns.parse_lspci(line)
+    assert "\x1b" not in device.description
+    assert device.description.startswith("GH100 ")

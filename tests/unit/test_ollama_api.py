@@ -609,3 +609,13 @@ def test_a_line_of_a_stream_without_end_is_refused() -> None:
 def test_a_timeout_below_one_second_is_refused(timeout: float) -> None:
     with pytest.raises(ValueError, match="timeout must be at least 1 second"):
         OllamaClient("http://127.0.0.1:1", timeout=timeout)
+
+
+def test_a_corrupt_state_file_is_an_empty_cache(tmp_path: Path) -> None:
+    """The digest cache is a cache: a nesting bomb or garbage in it costs a re-hash, never
+    the task (json raises RecursionError, not ValueError, for deep nesting)."""
+    state = tmp_path / "sha256.json"
+    for content in (b"[" * 200000, b'{"files": ' + b"[" * 200000 + b"}", b"\xff\xfe", b"[]"):
+        state.write_bytes(content)
+        assert DigestCache(str(state)).get(str(state)) is None
+        assert ImportRecords(str(state)).get("x") is None

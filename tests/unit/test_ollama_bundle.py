@@ -236,3 +236,15 @@ def test_hostile_bundles_fail_the_module_with_the_reason(tmp_path: Path) -> None
         assert (
             not list((models / "blobs").glob("sha256-*")) if (models / "blobs").exists() else True
         )
+
+
+@pytest.mark.parametrize("owner", ["\u00b2", "\uff11\uff10\uff10\uff10"])
+def test_an_owner_of_non_ascii_digits_is_a_name_not_a_traceback(tmp_path: Path, owner: str) -> None:
+    from test_model_bundle import craft
+
+    path = craft(tmp_path / "ok.bundle")
+    result = run(
+        "ollama_bundle", {"src": str(path), "models_dir": str(tmp_path / "m"), "owner": owner}
+    )
+    assert result.get("failed") is True
+    assert result["msg"] == f"owner {owner!r} does not exist on this host (is Ollama installed?)"
