@@ -207,48 +207,45 @@ class _Value:
 
     Ollama re-checks the whole trimmed value at every newline, so a long triple-quoted
     LICENSE would be quadratic; only the first and last few significant characters decide,
-    so they are tracked incrementally. The characters are kept in joined chunks, not one
-    object each, so a value takes about the memory of its text.
+    and they are looked up by index. The characters are kept in joined chunks of a fixed
+    size, not one object each, so a value takes about the memory of its text.
     """
 
     _CHUNK = 4096
 
     def __init__(self) -> None:
-        self._chunks: list[str] = []
+        self._chunks: list[str] = []  # each exactly _CHUNK characters
         self._pending: list[str] = []
         self._length = 0
         self.start = -1  # index of the first non-whitespace character, once seen
         self._end = -1  # index after the last non-whitespace character
-        self._head = ""  # the first three characters from `start`
-        self._recent = ""  # the last three characters added
-        self._tail = ""  # the last three characters before `_end`, not before `start`
 
     def add(self, ch: str) -> None:
-        index = self._length
         self._pending.append(ch)
+        if ch not in _WS:
+            if self.start < 0:
+                self.start = self._length
+            self._end = self._length + 1
         self._length += 1
-        if len(self._pending) >= self._CHUNK:
+        if len(self._pending) == self._CHUNK:
             self._chunks.append("".join(self._pending))
             self._pending = []
-        self._recent = (self._recent + ch)[-3:]
-        if self.start >= 0 and len(self._head) < 3:
-            self._head += ch  # the three characters from `start`, whitespace included
-        if ch in _WS:
-            return
-        if self.start < 0:
-            self.start = index
-            self._head = ch
-        self._end = index + 1
-        self._tail = self._recent[-min(3, self._end - self.start) :]
 
-    def _slice(self, first: int, last: int) -> str:
-        return "".join((*self._chunks, *self._pending))[first:last]
+    def _char(self, index: int) -> str:
+        flushed = len(self._chunks) * self._CHUNK
+        if index >= flushed:
+            return self._pending[index - flushed]
+        return self._chunks[index // self._CHUNK][index % self._CHUNK]
+
+    def _range(self, first: int, last: int) -> str:
+        return "".join(self._char(index) for index in range(first, last))
 
     def complete(self) -> bool:
         if self.start < 0:
             return True
         size = self._end - self.start
-        head, tail = self._head[: max(size, 0)], self._tail
+        head = self._range(self.start, min(self.start + 3, self._end))
+        tail = self._range(max(self.start, self._end - 3), self._end)
         if head.startswith('"""'):
             return size >= 6 and tail == '"""'
         if head.startswith('"'):
@@ -258,7 +255,7 @@ class _Value:
     def text(self) -> str:
         if self.start < 0:
             return ""
-        value, _ = _unquote(self._slice(self.start, self._end))
+        value, _ = _unquote("".join((*self._chunks, *self._pending))[self.start : self._end])
         return value
 
 
