@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any
 
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-rc(\d+))?$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -74,6 +75,22 @@ def driver_floor(
                 return max(modern_floor, legacy_floor)
             return legacy_floor if legacy else modern_floor
     return None
+
+
+def version_or_pinned(ollama_version: str | None) -> str:
+    """`ollama_version`, or the collection's pinned release when it is unset."""
+    return normalize_version(ollama_version) if ollama_version else PINNED_VERSION
+
+
+def host_driver_floor(ollama_version: str | None, architectures: Any = None) -> int | None:
+    """The driver branch a host's GPUs need for `ollama_version` (None or "": the pinned
+    release): the highest floor over its GPU generations; unknown generations count as the
+    strictest. None when the release states no floor."""
+    version = ollama_version or PINNED_VERSION
+    generations = [str(a) for a in architectures or [] if a] or [None]
+    floors = [driver_floor(version, None, generation) for generation in generations]
+    known = [floor for floor in floors if floor is not None]
+    return max(known) if known else None
 
 
 def driver_branch(driver_version: str | None) -> int | None:

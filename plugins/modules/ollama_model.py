@@ -21,7 +21,7 @@ description:
   - The Modelfile is parsed and validated as Ollama's own client does it (Ollama v0.32.15);
     an invalid one fails with Ollama's error text, for example C(invalid float value [hot]).
   - A C(TEMPLATE) must not claim a capability (tools, insert, thinking) that the C(FROM) model
-    lacks: the module fails naming it. One that drops a capability the base has is warned
+    lacks; the module fails naming it. One that drops a capability the base has is warned
     about. Without a C(TEMPLATE) the model inherits its base's, and with it every capability.
   - A base model named in C(FROM) must already be on the host (use
     M(localllm.fleet.ollama_pull) or M(localllm.fleet.ollama_bundle)); unlike

@@ -8,6 +8,7 @@ which derives them from the template as Ollama v0.32.15 does (server/images.go).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from importlib.machinery import SourceFileLoader
@@ -35,9 +36,12 @@ from standin_testing import Ollama
 pytest_plugins = ["standin_fixtures"]
 
 #: The lab's library models (make-models): each family's base template, as the registry has it.
-LIBRARY = SourceFileLoader(
-    "make_models", str(ROOT / "tests/standins/ollama/make-models")
-).load_module()
+_MAKE_MODELS = str(ROOT / "tests" / "standins" / "ollama" / "make-models")
+_LOADER = SourceFileLoader("make_models", _MAKE_MODELS)
+_SPEC = importlib.util.spec_from_file_location("make_models", _MAKE_MODELS, loader=_LOADER)
+LIBRARY = importlib.util.module_from_spec(_SPEC)
+sys.modules["make_models"] = LIBRARY  # its dataclasses look their module up
+_LOADER.exec_module(LIBRARY)
 BASES = {
     "deepseek-r1": ("deepseek-r1:32b", LIBRARY.FAMILIES["deepseek-r1"][0]),
     "qwq": ("qwq:32b", LIBRARY.FAMILIES["qwq"][0]),

@@ -178,3 +178,16 @@ def test_driver_branch(text, branch):
 def test_the_pinned_version_is_the_ollama_roles_default():
     defaults = yaml.safe_load((ROOT / "roles" / "ollama" / "defaults" / "main.yml").read_text())
     assert defaults["ollama_version"] == release.PINNED_VERSION
+
+
+def test_a_hosts_floor_is_its_strictest_gpu():
+    assert release.host_driver_floor("0.32.15", ["hopper"]) == 550
+    assert release.host_driver_floor("0.32.15", ["pascal", "ampere"]) == 570
+    assert release.host_driver_floor("", ["turing"]) == 550  # "": the pinned release
+    assert release.host_driver_floor(None, []) == 570  # generation unknown
+    assert release.host_driver_floor("0.9.0", ["hopper"]) is None
+
+
+def test_an_unset_version_is_the_pinned_one():
+    assert release.version_or_pinned(None) == release.version_or_pinned("") == "0.32.15"
+    assert release.version_or_pinned("v0.13.5") == "0.13.5"

@@ -112,3 +112,11 @@ def test_the_modelfiles_and_the_preload_unit_take_the_same_models_and_contexts()
     rendered = templar.template(trust_as_template(unit))
     assert 'run fleet/deepseek-r1:70b --keepalive=-1m ""' in rendered
     assert "BindsTo=ollama.service" in rendered and "WantedBy=ollama.service" in rendered
+
+
+def test_the_operators_extra_models_raise_the_loaded_model_count():
+    plan = plan_of("h100x8")
+    extras = {"ollama_models_host_extra": [{"name": "gemma3:27b"}], "ollama_models_extra": []}
+    templar = role_variables("ollama", {**plan.to_vars(), **extras})
+    environment = templar.template(templar.available_variables["_ollama_environment"])
+    assert int(environment["OLLAMA_MAX_LOADED_MODELS"]) == 2
