@@ -201,9 +201,7 @@ def test_a_card_too_small_for_the_model_fails_the_smoke_test_with_the_figures(ho
         r"[\d.]+ GiB in VRAM at num_ctx 8192 \(expected 100% GPU\)",
         text,
     ), run.output[-3000:]
-    back = run_playbook("models.yml", limit="models-rtx4090")
-    assert back.rc == 0, back.output[-3000:]
-    assert expires_in(ps(host)["fleet/deepseek-r1:32b"]) > FOREVER
+    # the next runs of models.yml put deepseek-r1:32b back in its place
 
 
 def once(host):
@@ -313,8 +311,12 @@ def test_an_upgrade_whose_model_cannot_answer_is_rolled_back_and_the_rollout_sto
     run = run_playbook(upgrade, extra_vars={"ollama_version": BROKEN_INFERENCE})
     assert run.rc != 0
     text = " ".join(run.output.split())
-    assert f"Ollama {BROKEN_INFERENCE} on http://127.0.0.1:11434 answered /api/version but " in text
-    assert "failed its health chat" in text and "Rolled back to 0.32.15" in text
+    assert (
+        f"Ollama {BROKEN_INFERENCE} answered on http://127.0.0.1:11434/api/version but failed its "
+        "health chat:" in text
+    ), text[-3000:]
+    assert "HTTP 500 llama runner process has terminated" in text
+    assert "Rolled back to 0.32.15" in text
     tried = [h for h, counts in run.recap.items() if counts["failed"]]
     assert len(tried) == 1, run.recap  # fleet_serial 1, max_fail_percentage 0: it stops there
     for name in EXPECTED:
