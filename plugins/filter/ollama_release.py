@@ -2,6 +2,7 @@
 
 {{ ansible_facts['architecture'] | localllm.fleet.ollama_artifact_name('', 'tar.zst') }}
 {{ sums.content | localllm.fleet.ollama_release_checksum('ollama-linux-amd64.tar.zst') }}
+{{ ollama_version | localllm.fleet.ollama_driver_floor(['hopper']) }}   -> 550
 """
 
 from __future__ import annotations
@@ -23,4 +24,6 @@ class FilterModule:
             "ollama_sha256": as_filter(release.valid_sha256, release.ReleaseError),
             "ollama_client_version": as_filter(release.client_version, release.ReleaseError),
             "ollama_api_base": as_filter(release.api_base, release.ReleaseError),
+            "ollama_driver_floor": as_filter(release.host_driver_floor, release.ReleaseError),
+            "ollama_version_or_pinned": as_filter(release.version_or_pinned, release.ReleaseError),
         }

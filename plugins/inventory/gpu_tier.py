@@ -14,7 +14,9 @@ description:
     model ladder.
   - "Sets per host: C(gpu_devices), C(gpu_count), C(gpu_memory_mib_total), C(gpu_nvswitch),
     C(gpu_tier), C(gpu_tier_reason), C(gpu_tier_num_ctx), C(gpu_probe_status),
-    C(ollama_models), C(host_cpu_count), C(host_memory_mib)."
+    C(ollama_models), C(host_cpu_count), C(host_memory_mib), and the server settings the fit
+    assumed, which the ollama role's drop-in takes: C(gpu_tier_num_parallel),
+    C(gpu_tier_kv_cache_type), C(gpu_tier_context_length), C(gpu_tier_max_loaded_models)."
   - "Groups: C(tier_<name>) per tier, C(gpu) (models on GPU, or GPUs waiting for a driver),
     C(cpu) (models on CPU), C(gpu_driver_needed) (NVIDIA GPUs on PCI without a working
     driver: no tier yet), C(gpu_unreachable) (not probed or not readable, including a driver
@@ -24,7 +26,11 @@ description:
     never templated.
   - Operators steer single hosts or groups with inventory variables C(gpu_tier_pin),
     C(gpu_tier_models), C(gpu_tier_max_context) and C(gpu_tier_exclude_gpus), and the whole
-    fleet with O(policy). See docs/inventory.md and docs/tiers.md.
+    fleet with O(policy). See docs/inventory.md and docs/tiers.md. A pin the host cannot hold
+    even at the tier's context fails the inventory, naming the host and the arithmetic.
+  - A host's C(ollama_version) (default the collection's pinned release) sets the NVIDIA
+    driver it needs; a GPU whose driver is older does not count, and a host left without GPUs
+    that way lands in C(gpu_driver_needed) with the reason.
   - Hosts that serve no models (gateways, monitoring) set C(gpu_tier_probe=false); they stay
     in the inventory with their groups and variables, are not probed and get no tier
     variables and no tier group.
@@ -105,7 +111,7 @@ options:
         C(tiers) (replaces the ladder, largest first), C(tier_models) (tier to models, for
         example C({medium: [qwq:32b]})), C(gpu_overhead_mib), C(kv_cache_type) (f16, q8_0,
         q4_0), C(num_parallel), C(min_compute_capability), C(cpu_tier),
-        C(cpu_memory_reserve_mib)."
+        C(cpu_memory_reserve_mib), C(unified_memory_reserve_mib)."
       - See docs/tiers.md for the defaults and the arithmetic.
     type: dict
     default: {}
@@ -145,7 +151,7 @@ keyed_groups:
   - key: gpu_devices | map(attribute='name') | first | default('none')
     prefix: gpu_model
 compose:
-  ollama_context_length: gpu_tier_num_ctx
+  fleet_site: inventory_hostname.split('.')[1] if '.' in inventory_hostname else 'default'
 cache: true
 cache_plugin: ansible.builtin.jsonfile
 cache_connection: ~/.cache/localllm-fleet/inventory
@@ -176,8 +182,12 @@ from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_smi import (
     clip,
     parse_probe_output,
 )
+from ansible_collections.localllm.fleet.plugins.module_utils.ollama_release import (
+    PINNED_VERSION,
+)
 from ansible_collections.localllm.fleet.plugins.module_utils.tier_policy import (
     OVERRIDE_VARS,
+    FitRefused,
     HostPlan,
     Overrides,
     Policy,
@@ -237,6 +247,8 @@ class _Host:
         self.variables = variables
         self.connection: dict[str, Any] = {}
         self.overrides = Overrides()
+        # The Ollama release the host will run: its driver must meet that release's floor.
+        self.ollama_version = PINNED_VERSION
         self.signature = ""
         self.target: Target | None = None
         self.error: str | None = None
@@ -527,12 +539,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _resolve(self, host: _Host, policy: Policy) -> None:
         """Template the host's connection vars and overrides; errors become host errors,
         except malformed overrides, which are configuration errors."""
-        for key in (*CONNECTION_VARS, *OVERRIDE_VARS.values()):
+        for key in (*CONNECTION_VARS, *OVERRIDE_VARS.values(), "ollama_version"):
             if key in host.variables:
                 try:
                     value = self._template(host.variables, host.variables[key])
                 except Exception as error:  # undefined variables, bad filters, vault errors
-                    if key in OVERRIDE_VARS.values():
+                    if key in (*OVERRIDE_VARS.values(), "ollama_version"):
                         raise AnsibleParserError(
                             f"host {host.name}: cannot template {key}: {to_native(error)}"
                         ) from None  # the message carries the cause
@@ -545,6 +557,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             raise AnsibleParserError(
                 f"host {host.name}: {error.option}: {error.message} (set at host or group level)"
             ) from None  # the message carries the cause
+        version = host.connection.get("ollama_version")
+        if version not in (None, ""):
+            host.ollama_version = str(version)
         c = host.connection
         connection = str(c.get("ansible_connection") or "ssh").split(".")[-1]
         if connection == "local":
@@ -649,7 +664,16 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 stderr = clip(record.get("stderr") or "", 120)
                 detail = f" (exit status {record['exit_status']}, stderr {stderr})"
             return self._unread(host, f"probe output unreadable: {error}{detail}", policy)
-        return classify(report, policy, host.overrides)
+        try:
+            return classify(report, policy, host.overrides, host.ollama_version)
+        except FitRefused as error:
+            raise AnsibleParserError(
+                f"host {host.name}: {error.message} (see docs/tiers.md, 'Pins that do not fit')"
+            ) from None  # the message carries the arithmetic
+        except PolicyError as error:
+            raise AnsibleParserError(
+                f"host {host.name}: {error.option}: {error.message} (set at host or group level)"
+            ) from None  # the message carries the cause
 
     @staticmethod
     def _unread(host: _Host, reason: str, policy: Policy) -> HostPlan:

@@ -9,8 +9,14 @@ its Ollama (version, models) and its smoke test; rendering is pure so it can be 
 from __future__ import annotations
 
 import html
+import time
 from typing import Any
 
+from ansible_collections.localllm.fleet.plugins.module_utils.models_plan import (
+    KEPT_LOADED_SECONDS,
+    expires_in,
+    placement,
+)
 from ansible_collections.localllm.fleet.plugins.module_utils.tier_policy import (
     STATUS_DRIVER_NEEDED,
     STATUS_UNREACHABLE,
@@ -21,6 +27,8 @@ COLUMNS = (
     ("gpus", "GPUs"),
     ("tier", "Tier"),
     ("models", "Models"),
+    ("kept", "Kept loaded"),
+    ("gpu_percent", "GPU %"),
     ("ollama", "Ollama"),
     ("health", "Health"),
     ("tokens_per_second", "Tokens/s"),
@@ -38,9 +46,36 @@ def gpu_summary(devices: list[dict[str, Any]] | None, count: Any = None) -> str:
     return " + ".join(f"{n} x {name}" for name, n in groups.items())
 
 
-def host_row(facts: dict[str, Any]) -> dict[str, str]:
+def _loaded_cells(facts: dict[str, Any], now: float) -> tuple[str, str]:
+    """(kept loaded, GPU %) from what /api/ps showed (report.yml's `running`), else from the
+    smoke test's results: the models that never expire (keep_alive -1), and each loaded
+    model's share in VRAM (100: all on the GPUs, 0: on the CPU)."""
+    running = [r for r in facts.get("running") or [] if isinstance(r, dict) and r.get("name")]
+    if running:
+        kept = [str(r["name"]) for r in running if (expires_in(r, now) or 0) > KEPT_LOADED_SECONDS]
+        shares = [
+            (str(r["name"]), placement(r.get("size", 0), r.get("size_vram", 0))) for r in running
+        ]
+    else:
+        smoke = [s for s in facts.get("smoke") or [] if isinstance(s, dict)]
+        kept = [str(s.get("model")) for s in smoke if s.get("kept_loaded")]
+        shares = [
+            (str(s.get("model")), {"gpu_percent": s.get("gpu_percent")})
+            for s in smoke
+            if s.get("processor")
+        ]
+    percent = [
+        (f"{name}: " if len(shares) > 1 else "")
+        + ("?" if where["gpu_percent"] is None else f"{where['gpu_percent']}%")
+        for name, where in shares
+    ]
+    return ", ".join(kept) or "-", ", ".join(percent) or "-"
+
+
+def host_row(facts: dict[str, Any], now: float | None = None) -> dict[str, str]:
     """One row from what report.yml gathered about a host (missing pieces shown as such)."""
     smoke = facts.get("smoke") or []
+    kept, gpu_percent = _loaded_cells(facts, time.time() if now is None else now)
     rates = [s.get("tokens_per_second") for s in smoke if s.get("tokens_per_second")]
     failed = [s.get("model") for s in smoke if not s.get("ok")]
     version = facts.get("ollama_version")
@@ -61,6 +96,8 @@ def host_row(facts: dict[str, Any]) -> dict[str, str]:
         "gpus": gpu_summary(facts.get("gpu_devices"), facts.get("gpu_count")),
         "tier": tier,
         "models": ", ".join(facts.get("models") or []) or "-",
+        "kept": kept,
+        "gpu_percent": gpu_percent,
         "ollama": str(version or "-"),
         "health": health,
         "tokens_per_second": ", ".join(f"{r:.1f}" for r in rates) if rates else "-",

@@ -9,12 +9,30 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any
 
 _VERSION = re.compile(r"^v?([0-9]{1,9})\.([0-9]{1,9})\.([0-9]{1,9})(?:-rc([0-9]{1,9}))?$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 _VARIANTS = ("", "rocm", "jetpack5", "jetpack6")
 FIRST_ZSTD_RELEASE = (0, 14, 0)
+
+#: The release the collection pins (roles/ollama/defaults/main.yml says the same; a unit test
+#: keeps the two equal). Code that has no inventory to read a host's ollama_version from
+#: (scripts/gpu-tier, gpu_tier without the variable) judges drivers against it.
+PINNED_VERSION = "0.32.15"
+
+#: The NVIDIA driver each Ollama release needs (docs/gpu.mdx at the release's tag), newest
+#: first: (first release, floor for compute capability 7.0 and newer, floor for 5.0-6.x).
+#: v0.9.3 dropped the CUDA 11 build (531+); v0.30.0 JIT-compiles Maxwell/Pascal code from PTX,
+#: which needs 570+ (discover/cuda_compat.go); v0.30.11 ships compressed CUDA 12 fatbins,
+#: which need 550+ (ollama/ollama#16895). Ollama filters a GPU whose driver is older and
+#: serves on the CPU, saying so only in its log ("NVIDIA driver too old").
+DRIVER_FLOORS = (
+    ((0, 30, 11), 550, 570),
+    ((0, 30, 0), 531, 570),
+    ((0, 9, 3), 531, 531),
+)
 
 
 class ReleaseError(ValueError):
@@ -31,6 +49,54 @@ def parse_version(version: str) -> tuple[int, int, int, int]:
         )
     major, minor, patch, rc = match.groups()
     return int(major), int(minor), int(patch), int(rc) if rc else 1 << 30
+
+
+def driver_floor(
+    ollama_version: str, compute_cap: str | None = None, architecture: str | None = None
+) -> int | None:
+    """The oldest NVIDIA driver branch `ollama_version` uses a GPU of `compute_cap` with.
+
+    Without a compute capability, the GPU generation (`architecture`, e.g. from lspci's chip
+    name) tells Maxwell/Pascal (5.x, 6.x) from newer GPUs. None: the release states no floor
+    (before v0.9.3). A GPU of unknown generation gets the stricter floor of the two.
+    """
+    version = parse_version(ollama_version)[:3]
+    legacy = None
+    if compute_cap:
+        match = re.fullmatch(r"([0-9]{1,2})\.[0-9]{1,2}", str(compute_cap).strip())
+        if not match:
+            raise ReleaseError(f"compute capability {compute_cap!r} is not like 8.9")
+        legacy = int(match.group(1)) < 7
+    elif architecture:
+        legacy = str(architecture).lower() in ("kepler", "maxwell", "pascal")
+    for first, modern_floor, legacy_floor in DRIVER_FLOORS:
+        if version >= first:
+            if legacy is None:
+                return max(modern_floor, legacy_floor)
+            return legacy_floor if legacy else modern_floor
+    return None
+
+
+def version_or_pinned(ollama_version: str | None) -> str:
+    """`ollama_version`, or the collection's pinned release when it is unset."""
+    return normalize_version(ollama_version) if ollama_version else PINNED_VERSION
+
+
+def host_driver_floor(ollama_version: str | None, architectures: Any = None) -> int | None:
+    """The driver branch a host's GPUs need for `ollama_version` (None or "": the pinned
+    release): the highest floor over its GPU generations; unknown generations count as the
+    strictest. None when the release states no floor."""
+    version = ollama_version or PINNED_VERSION
+    generations = [str(a) for a in architectures or [] if a] or [None]
+    floors = [driver_floor(version, None, generation) for generation in generations]
+    known = [floor for floor in floors if floor is not None]
+    return max(known) if known else None
+
+
+def driver_branch(driver_version: str | None) -> int | None:
+    """`550.54.15` -> 550; None for a version that does not start with a branch number."""
+    match = re.match(r"^\s*([0-9]{2,4})(?:\.|\s*$)", str(driver_version or ""))
+    return int(match.group(1)) if match else None
 
 
 def normalize_version(version: str) -> str:

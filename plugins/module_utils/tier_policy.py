@@ -28,6 +28,10 @@ from fractions import Fraction
 from typing import Any
 
 from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_smi import (
+    MEMORY_ABSENT,
+    MEMORY_REPORTED,
+    MEMORY_UNIFIED,
+    QUERY_COMMAND,
     STATUS_DRIVER_NOT_LOADED,
     STATUS_GARBAGE,
     STATUS_NO_DEVICES,
@@ -37,6 +41,12 @@ from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_smi import (
     PciDevice,
     ProbeReport,
     clip,
+)
+from ansible_collections.localllm.fleet.plugins.module_utils.ollama_release import (
+    PINNED_VERSION,
+    ReleaseError,
+    driver_branch,
+    driver_floor,
 )
 
 __all__ = [
@@ -49,6 +59,7 @@ __all__ = [
     "STATUS_GPU",
     "STATUS_UNREACHABLE",
     "Decision",
+    "FitRefused",
     "GpuSlot",
     "HostPlan",
     "ModelPlan",
@@ -59,6 +70,7 @@ __all__ = [
     "Tier",
     "classify",
     "decide",
+    "gpu_memory_status",
     "overrides_from_vars",
     "policy_from_config",
     "unreachable_plan",
@@ -110,6 +122,13 @@ class ModelSpec:
     def layer_mib(self) -> int:
         """Weights per layer: what a split across GPUs may strand on each boundary."""
         return -(-self.size_mib // self.layers)
+
+    @property
+    def flash_attention(self) -> bool:
+        """Whether Ollama can run this model with flash attention, which a quantized KV cache
+        needs: only when keys and values have the same head size (fs/ggml/ggml.go
+        SupportsFlashAttention). DeepSeek-V3's 671b (192/128) cannot."""
+        return self.key_length == self.value_length
 
     def kv_bytes_per_token(self, cache_type: str = "f16") -> Fraction:
         return (
@@ -285,6 +304,9 @@ class Policy:
     cpu_tier: str = "tiny"
     #: RAM a CPU host keeps for the OS and Ollama itself when a model runs on CPU.
     cpu_memory_reserve_mib: int = 2048
+    #: RAM a unified-memory GPU (memory.total `[N/A]`: GB10 / DGX Spark) leaves to the OS, the
+    #: CPU side of Ollama and the page cache; the rest of MemTotal sizes the GPU's tier.
+    unified_memory_reserve_mib: int = 16384
 
     def tier(self, name: str) -> Tier:
         for tier in self.tiers:
@@ -305,6 +327,7 @@ class Policy:
             "min_compute_capability": self.min_compute_capability,
             "cpu_tier": self.cpu_tier,
             "cpu_memory_reserve_mib": self.cpu_memory_reserve_mib,
+            "unified_memory_reserve_mib": self.unified_memory_reserve_mib,
         }
 
 
@@ -442,7 +465,8 @@ def policy_from_config(data: Mapping[str, Any] | None, base: Policy = DEFAULT_PO
 
     Keys: catalog (merged into the default catalog, field by field), tiers (replaces the
     ladder), tier_models ({tier: [models]}: pick alternatives), gpu_overhead_mib,
-    kv_cache_type, num_parallel, min_compute_capability, cpu_tier, cpu_memory_reserve_mib.
+    kv_cache_type, num_parallel, min_compute_capability, cpu_tier, cpu_memory_reserve_mib,
+    unified_memory_reserve_mib.
     Raises PolicyError naming the offending key.
     """
     if not data:
@@ -459,6 +483,7 @@ def policy_from_config(data: Mapping[str, Any] | None, base: Policy = DEFAULT_PO
         "min_compute_capability",
         "cpu_tier",
         "cpu_memory_reserve_mib",
+        "unified_memory_reserve_mib",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -534,6 +559,11 @@ def policy_from_config(data: Mapping[str, Any] | None, base: Policy = DEFAULT_PO
         cpu_memory_reserve_mib=_integer(
             "policy.cpu_memory_reserve_mib",
             data.get("cpu_memory_reserve_mib", base.cpu_memory_reserve_mib),
+            0,
+        ),
+        unified_memory_reserve_mib=_integer(
+            "policy.unified_memory_reserve_mib",
+            data.get("unified_memory_reserve_mib", base.unified_memory_reserve_mib),
             0,
         ),
     )
@@ -617,6 +647,12 @@ def _bus(address: str) -> str:
 # ------------------------------------------------------------------------------ the decision
 
 
+class FitRefused(PolicyError):
+    """A pinned tier or model (gpu_tier_pin, gpu_tier_models) that this host cannot hold even at
+    the tier's smallest context: the plan is refused, with the arithmetic, instead of a tier
+    that would spill to the CPU. `option` names the variable that pinned it."""
+
+
 @dataclass(frozen=True)
 class GpuSlot:
     """A device the models may use: a whole GPU, or one MIG instance."""
@@ -649,17 +685,51 @@ class ModelPlan:
         }
 
 
+#: The host variables that carry one decision's server settings to the ollama role (its
+#: drop-in) and the ollama_models role (the Modelfiles): set once here, read there.
+SERVICE_VARS = (
+    "gpu_tier_num_parallel",
+    "gpu_tier_kv_cache_type",
+    "gpu_tier_context_length",
+    "gpu_tier_max_loaded_models",
+)
+
+
 @dataclass(frozen=True)
 class Decision:
     tier: str
     models: tuple[ModelPlan, ...]
     num_ctx: int
-    placement: str  # "gpu" or "cpu"
+    placement: str  # "gpu", "cpu" or "unknown"
     usable_mib: int
     need_mib: int
     fits: bool
     pinned: bool
     reason: str
+    #: The server settings the fit assumed (OLLAMA_KV_CACHE_TYPE, OLLAMA_NUM_PARALLEL).
+    kv_cache_type: str = "f16"
+    num_parallel: int = 1
+    #: Models of the tier left out because they do not fit beside the first one.
+    left_out: tuple[str, ...] = ()
+
+    @property
+    def context_length(self) -> int:
+        """OLLAMA_CONTEXT_LENGTH: a model asked without num_ctx (a base, a client's own
+        options-less request) gets the smallest context any of the host's models was fitted
+        at, never Ollama's VRAM-based default (up to 256k on 48 GiB and more)."""
+        return min(m.num_ctx for m in self.models)
+
+    @property
+    def max_loaded_models(self) -> int:
+        """OLLAMA_MAX_LOADED_MODELS: every model of the host, which fit together by
+        construction; Ollama's count-based eviction never needs to unload one of them."""
+        return len(self.models)
+
+    def service_vars(self) -> dict[str, Any]:
+        """gpu_tier_num_parallel, _kv_cache_type, _context_length, _max_loaded_models."""
+        values = (self.num_parallel, self.kv_cache_type, self.context_length)
+        values += (self.max_loaded_models,)
+        return {name: values[index] for index, name in enumerate(SERVICE_VARS)}
 
 
 @dataclass(frozen=True)
@@ -672,9 +742,19 @@ class _Fit:
     split_mib: int
 
 
-def _fit(spec: ModelSpec, num_ctx: int, policy: Policy, slots: Sequence[GpuSlot]) -> _Fit:
+def _cache_type(policy: Policy, specs: Sequence[ModelSpec]) -> str:
+    """OLLAMA_KV_CACHE_TYPE is one setting for the whole server, and a quantized cache needs
+    flash attention: the policy's type only when every model of the host has it, else f16."""
+    if all(spec.flash_attention for spec in specs):
+        return policy.kv_cache_type
+    return "f16"
+
+
+def _fit(
+    spec: ModelSpec, num_ctx: int, policy: Policy, slots: Sequence[GpuSlot], cache: str
+) -> _Fit:
     """Ollama's placement: one GPU when the model fits there, else layers spread over all."""
-    kv = spec.kv_cache_mib(num_ctx, policy.num_parallel, policy.kv_cache_type)
+    kv = spec.kv_cache_mib(num_ctx, policy.num_parallel, cache)
     single = spec.size_mib + kv
     usable = [max(0, s.memory_mib - policy.gpu_overhead_mib) for s in slots]
     if not usable:
@@ -685,6 +765,26 @@ def _fit(spec: ModelSpec, num_ctx: int, policy: Policy, slots: Sequence[GpuSlot]
     split = max(0, len(used) - 1) * spec.layer_mib
     need = single + split
     return _Fit(need <= sum(used), need, sum(used), spec.size_mib, kv, split)
+
+
+def _fit_together(
+    entries: Sequence[tuple[ModelSpec, int]], policy: Policy, slots: Sequence[GpuSlot], cache: str
+) -> _Fit:
+    """Several models loaded at once: each must fit, and all of them in the usable total (Ollama
+    loads another model only when it fits beside those loaded, and otherwise unloads one)."""
+    fits = [_fit(spec, ctx, policy, slots, cache) for spec, ctx in entries]
+    if len(fits) == 1:
+        return fits[0]
+    total = sum(max(0, s.memory_mib - policy.gpu_overhead_mib) for s in slots)
+    need = sum(f.need_mib for f in fits)
+    return _Fit(
+        all(f.fits for f in fits) and need <= total,
+        need,
+        total,
+        sum(f.weights_mib for f in fits),
+        sum(f.kv_mib for f in fits),
+        sum(f.split_mib for f in fits),
+    )
 
 
 def _grow(spec: ModelSpec, base: int, limit: int, fits) -> int:
@@ -706,26 +806,8 @@ def _context_bounds(tier: Tier, spec: ModelSpec, cap: int | None) -> tuple[int, 
     return min(tier.context, limit), limit
 
 
-def _plan_gpu(spec: ModelSpec, tier: Tier, policy: Policy, slots, cap) -> tuple[ModelPlan, _Fit]:
-    base, limit = _context_bounds(tier, spec, cap)
-    first = _fit(spec, base, policy, slots)
-    num_ctx = base
-    if first.fits:
-        num_ctx = _grow(spec, base, limit, lambda c: _fit(spec, c, policy, slots).fits)
-    final = _fit(spec, num_ctx, policy, slots)
-    plan = ModelPlan(
-        spec.name, spec.family, spec.parameters, spec.size_mib, num_ctx, final.need_mib, final.fits
-    )
-    return plan, final
-
-
-def _plan_cpu(
-    spec: ModelSpec, tier: Tier, policy: Policy, memory_mib: int | None, cap
-) -> ModelPlan:
-    base, _ = _context_bounds(tier, spec, cap)  # no growth on CPU: context costs time there
-    need = spec.size_mib + spec.kv_cache_mib(base, policy.num_parallel, policy.kv_cache_type)
-    fits = memory_mib is None or need + policy.cpu_memory_reserve_mib <= memory_mib
-    return ModelPlan(spec.name, spec.family, spec.parameters, spec.size_mib, base, need, fits)
+def _cpu_need(spec: ModelSpec, num_ctx: int, policy: Policy, cache: str) -> int:
+    return spec.size_mib + spec.kv_cache_mib(num_ctx, policy.num_parallel, cache)
 
 
 def _describe_slots(slots: Sequence[GpuSlot]) -> str:
@@ -742,6 +824,43 @@ def _fit_text(spec: ModelSpec, num_ctx: int, fit: _Fit) -> str:
     return f"{spec.name} at num_ctx {num_ctx} needs {fit.need_mib} MiB ({parts})"
 
 
+def _pin_option(overrides: Overrides) -> str:
+    if overrides.models:
+        return OVERRIDE_VARS["models"]
+    return OVERRIDE_VARS["tier"]
+
+
+def _refuse(overrides: Overrides, prefix: str, what: str) -> FitRefused:
+    option = _pin_option(overrides)
+    value = ",".join(overrides.models) if overrides.models else overrides.tier
+    return FitRefused(
+        option,
+        f"{option}={value} refused: {prefix}{what}; pin a smaller tier or other models, "
+        f"cap the context with {OVERRIDE_VARS['max_context']}, or remove the pin",
+    )
+
+
+def _plan_entries(
+    policy: Policy,
+    tier: Tier,
+    specs: Sequence[ModelSpec],
+    cap: int | None,
+    fits_together,
+) -> tuple[list[tuple[ModelSpec, int]], list[tuple[ModelSpec, int]]]:
+    """(kept, left out): the first model at its base context, then each further one at its base
+    context while everything still fits together."""
+    primary = specs[0]
+    kept = [(primary, _context_bounds(tier, primary, cap)[0])]
+    left: list[tuple[ModelSpec, int]] = []
+    for spec in specs[1:]:
+        entry = (spec, _context_bounds(tier, spec, cap)[0])
+        if fits_together([*kept, entry]):
+            kept.append(entry)
+        else:
+            left.append(entry)
+    return kept, left
+
+
 def decide(  # noqa: PLR0917 - policy, hardware, overrides: the natural call reads positionally
     policy: Policy,
     slots: Sequence[GpuSlot],
@@ -753,9 +872,12 @@ def decide(  # noqa: PLR0917 - policy, hardware, overrides: the natural call rea
     """The tier and models for a host whose usable GPUs are `slots` (empty: CPU only).
 
     `context` is the hardware summary the reason starts with (e.g. "8 x NVIDIA H100 80GB HBM3,
-    NVSwitch"). Pinned tiers and models are honoured even when they do not fit; the reason
-    then says so and `fits` is False. placement="unknown" (a pinned tier on a host whose
-    memory could not be read) skips the fit: num_ctx is the tier's context.
+    NVSwitch"). The tier's first model decides the tier and is fitted first; every further
+    model must fit beside it (all are loaded at once, so that none has to be unloaded for
+    another), or it is left out and the reason says so. A pinned tier or model that does not
+    fit even at the tier's context raises FitRefused with the arithmetic. placement="unknown"
+    (a pinned tier on a host whose memory could not be read) skips the fit: num_ctx is the
+    tier's context.
     """
     overrides = overrides or Overrides()
     cap = overrides.max_context
@@ -765,79 +887,136 @@ def decide(  # noqa: PLR0917 - policy, hardware, overrides: the natural call rea
         " (num_ctx capped at {} by {})".format(cap, OVERRIDE_VARS["max_context"]) if cap else ""
     )
 
+    def tier_specs(tier: Tier) -> list[ModelSpec]:
+        return [policy.model(name) for name in overrides.models or tier.models]
+
     chosen: Tier | None = None
-    pinned = False
+    pinned = bool(overrides.tier)
     skipped: list[str] = []
     if overrides.tier:
         chosen = policy.tier(overrides.tier)
-        pinned = True
     elif slots:
         for tier in policy.tiers:
-            spec = policy.model(tier.primary)
-            base, _ = _context_bounds(tier, spec, cap)
-            fit = _fit(spec, base, policy, slots)
+            specs = tier_specs(tier)
+            base, _ = _context_bounds(tier, specs[0], cap)
+            fit = _fit(specs[0], base, policy, slots, _cache_type(policy, specs))
             if fit.fits:
                 chosen = tier
                 break
-            skipped.append(f"{tier.name} ({spec.name}) needs {fit.need_mib} MiB")
+            skipped.append(f"{tier.name} ({specs[0].name}) needs {fit.need_mib} MiB")
 
     if placement is None:
         placement = "gpu" if chosen is not None and slots else "cpu"
     if chosen is None:
         chosen = policy.tier(policy.cpu_tier)
-    model_names = overrides.models or chosen.models
+    specs = tier_specs(chosen)
+    cache = _cache_type(policy, specs)
+    primary = specs[0]
+    pinned = pinned or bool(overrides.models)
+    cache_text = (
+        f"; KV cache f16, not {policy.kv_cache_type}: "
+        + ", ".join(s.name for s in specs if not s.flash_attention)
+        + " cannot use flash attention"
+        if cache != policy.kv_cache_type
+        else ""
+    )
 
     plans: list[ModelPlan] = []
-    primary_fit: _Fit | None = None
-    for name in model_names:
-        spec = policy.model(name)
-        if placement == "gpu":
-            plan, fit = _plan_gpu(spec, chosen, policy, slots, cap)
-            if primary_fit is None:
-                primary_fit = fit
-        elif placement == "unknown":
-            base, _ = _context_bounds(chosen, spec, cap)
-            kv = spec.kv_cache_mib(base, policy.num_parallel, policy.kv_cache_type)
-            plan = ModelPlan(
-                spec.name,
-                spec.family,
-                spec.parameters,
-                spec.size_mib,
-                base,
-                spec.size_mib + kv,
-                True,
-            )
-        else:
-            plan = _plan_cpu(spec, chosen, policy, memory_mib, cap)
-        plans.append(plan)
-    primary = plans[0]
-    spec = policy.model(primary.name)
-
+    left_text: list[str] = []
     notes: list[str] = []
-    if pinned:
+    if overrides.tier:
         notes.append("tier pinned by {}={}".format(OVERRIDE_VARS["tier"], chosen.name))
     if overrides.models:
         notes.append("models pinned by {}".format(OVERRIDE_VARS["models"]))
-    misfits = [p.name for p in plans if not p.fits]
+
+    def plan(spec: ModelSpec, num_ctx: int, need: int, fits: bool) -> ModelPlan:
+        return ModelPlan(
+            spec.name, spec.family, spec.parameters, spec.size_mib, num_ctx, need, fits
+        )
 
     if placement == "gpu":
-        fit = primary_fit or _fit(spec, primary.num_ctx, policy, slots)
-        usable = fit.usable_mib
+
+        def together(entries: Sequence[tuple[ModelSpec, int]]) -> bool:
+            return _fit_together(entries, policy, slots, cache).fits
+
+        base, limit = _context_bounds(chosen, primary, cap)
+        first = _fit(primary, base, policy, slots, cache)
+        if not first.fits:  # only a pin gets here: the ladder chose a tier that fits
+            raise _refuse(
+                overrides,
+                prefix,
+                f"{_fit_text(primary, base, first)}, more than the {first.usable_mib} MiB "
+                f"usable ({overhead_text})",
+            )
+        kept, left = _plan_entries(policy, chosen, specs, cap, together)
+        others = kept[1:]
+        for spec, ctx in left:
+            free = first.usable_mib - _fit_together(kept, policy, slots, cache).need_mib
+            need = _fit(spec, ctx, policy, slots, cache).need_mib
+            text = (
+                f"{spec.name} (needs {need} MiB at num_ctx {ctx}, {max(free, 0)} MiB left "
+                f"beside {primary.name})"
+            )
+            if overrides.models:
+                raise _refuse(overrides, prefix, f"{text} does not fit beside the first model")
+            left_text.append(text)
+        num_ctx = _grow(primary, base, limit, lambda c: together([(primary, c), *others]))
+        primary_fit = _fit(primary, num_ctx, policy, slots, cache)
+        plans.append(plan(primary, num_ctx, primary_fit.need_mib, True))
+        for spec, ctx in others:
+            plans.append(plan(spec, ctx, _fit(spec, ctx, policy, slots, cache).need_mib, True))
+        usable = primary_fit.usable_mib
         text = (
-            f"{prefix}{_fit_text(spec, primary.num_ctx, fit)} of {usable} MiB usable "
+            f"{prefix}{_fit_text(primary, num_ctx, primary_fit)} of {usable} MiB usable "
             f"({overhead_text}){cap_text}"
         )
+        if others:
+            total = _fit_together([(primary, num_ctx), *others], policy, slots, cache)
+            text += "; with {} beside it: {} of {} MiB".format(
+                ", ".join(f"{s.name} at num_ctx {c}" for s, c in others),
+                total.need_mib,
+                total.usable_mib,
+            )
         if skipped:
             text += "; next tier up: " + skipped[-1]
-        if misfits:
-            text += "; DOES NOT FIT: {} (Ollama will spill to CPU)".format(", ".join(misfits))
     elif placement == "unknown":
+        for spec in specs:
+            base, _ = _context_bounds(chosen, spec, cap)
+            plans.append(plan(spec, base, _cpu_need(spec, base, policy, cache), True))
         usable = 0
         text = (
-            f"{prefix}{spec.name} at num_ctx {primary.num_ctx} needs {primary.need_mib} MiB "
+            f"{prefix}{primary.name} at num_ctx {plans[0].num_ctx} needs {plans[0].need_mib} MiB "
             f"(fit not checked: memory unknown){cap_text}"
         )
     else:
+        room = None if memory_mib is None else memory_mib - policy.cpu_memory_reserve_mib
+
+        def in_ram(entries: Sequence[tuple[ModelSpec, int]]) -> bool:
+            need = sum(_cpu_need(s, c, policy, cache) for s, c in entries)
+            return room is None or need <= room
+
+        kept, left = _plan_entries(policy, chosen, specs, cap, in_ram)
+        base = kept[0][1]
+        need = _cpu_need(primary, base, policy, cache)
+        primary_fits = room is None or need <= room
+        if not primary_fits and pinned:
+            raise _refuse(
+                overrides,
+                prefix,
+                f"{primary.name} on CPU at num_ctx {base} needs {need} MiB + "
+                f"{policy.cpu_memory_reserve_mib} MiB reserve, more than the {memory_mib} "
+                "MiB of RAM",
+            )
+        if not primary_fits:  # the CPU tier: nothing is smaller, so it stays, flagged
+            kept, left = [(primary, base)], []
+        for spec, ctx in left:
+            text = f"{spec.name} (needs {_cpu_need(spec, ctx, policy, cache)} MiB beside it in RAM)"
+            if overrides.models:
+                raise _refuse(overrides, prefix, f"{text} does not fit beside the first model")
+            left_text.append(text)
+        for index, (spec, ctx) in enumerate(kept):
+            fits = primary_fits if index == 0 else True
+            plans.append(plan(spec, ctx, _cpu_need(spec, ctx, policy, cache), fits))
         usable = memory_mib or 0
         why = (
             "no usable GPU"
@@ -846,24 +1025,30 @@ def decide(  # noqa: PLR0917 - policy, hardware, overrides: the natural call rea
         )
         ram = f"{memory_mib} MiB RAM" if memory_mib is not None else "RAM unknown"
         text = (
-            f"{prefix}{why}: {spec.name} on CPU at num_ctx {primary.num_ctx} needs "
-            f"{primary.need_mib} MiB + {policy.cpu_memory_reserve_mib} MiB reserve of "
-            f"{ram}{cap_text}"
+            f"{prefix}{why}: {primary.name} on CPU at num_ctx {base} needs "
+            f"{need} MiB + {policy.cpu_memory_reserve_mib} MiB reserve of {ram}{cap_text}"
         )
-        if misfits:
-            text += "; DOES NOT FIT in RAM: {}".format(", ".join(misfits))
+        if not primary_fits:
+            text += f"; DOES NOT FIT in RAM: {primary.name}"
+    if left_text:
+        text += "; left out (no room beside the first model): " + "; ".join(left_text)
+    text += cache_text
     if notes:
         text += " [{}]".format("; ".join(notes))
+    misfits = [p.name for p in plans if not p.fits]
     return Decision(
         tier=chosen.name,
         models=tuple(plans),
-        num_ctx=primary.num_ctx,
+        num_ctx=plans[0].num_ctx,
         placement=placement,
         usable_mib=usable,
-        need_mib=primary.need_mib,
+        need_mib=plans[0].need_mib,
         fits=not misfits,
-        pinned=pinned or bool(overrides.models),
+        pinned=pinned,
         reason=f"tier {chosen.name}: {text}",
+        kv_cache_type=cache,
+        num_parallel=policy.num_parallel,
+        left_out=tuple(item.split(" (")[0] for item in left_text),
     )
 
 
@@ -928,6 +1113,7 @@ class HostPlan:
             "gpu_tier": decision.tier if decision else None,
             "gpu_tier_reason": self.reason,
             "gpu_tier_num_ctx": decision.num_ctx if decision else None,
+            **(decision.service_vars() if decision else dict.fromkeys(SERVICE_VARS)),
             "gpu_probe_status": self.status,
             # None, not []: a role must not read "no models" (and prune) from an unread host.
             "ollama_models": [m.to_var() for m in decision.models] if decision else None,
@@ -949,6 +1135,8 @@ class HostPlan:
             "tier": decision.tier if decision else None,
             "models": [m.name for m in decision.models] if decision else [],
             "num_ctx": decision.num_ctx if decision else None,
+            "left_out": list(decision.left_out) if decision else [],
+            "service": decision.service_vars() if decision else None,
             "reason": self.reason,
             "error": None if self.status in (STATUS_GPU, STATUS_CPU) else self.reason,
         }
@@ -994,17 +1182,31 @@ def _cc_tuple(text: str) -> tuple[int, int]:
 
 
 def classify(
-    report: ProbeReport, policy: Policy = DEFAULT_POLICY, overrides: Overrides | None = None
+    report: ProbeReport,
+    policy: Policy = DEFAULT_POLICY,
+    overrides: Overrides | None = None,
+    ollama_version: str | None = PINNED_VERSION,
 ) -> HostPlan:
-    """Turn what the probe saw into a HostPlan. Never guesses a tier for a host it cannot read."""
+    """Turn what the probe saw into a HostPlan. Never guesses a tier for a host it cannot read.
+
+    `ollama_version` is the release the host will run (its inventory's ollama_version): a GPU
+    whose driver is older than that release needs (ollama_release.DRIVER_FLOORS) does not
+    count, and a host left with no GPU that way needs its driver upgraded (driver_needed),
+    not a tier. None skips that check. Raises FitRefused for a pin the host cannot hold.
+    """
     overrides = overrides or Overrides()
+    if ollama_version is not None:
+        try:
+            driver_floor(ollama_version)
+        except ReleaseError as error:
+            raise PolicyError("ollama_version", str(error)) from None
     smi = report.nvidia_smi
     pci = report.pci
     nvswitch = report.nvswitch if (smi.ok or pci.available) else None
     common = {"cpu_count": report.cpu_count, "memory_mib": report.memory_mib}
 
     if smi.ok:
-        return _classify_gpus(report, policy, overrides, nvswitch, common)
+        return _classify_gpus(report, policy, overrides, nvswitch, common, ollama_version)
 
     if smi.status == STATUS_GARBAGE:
         return HostPlan(
@@ -1076,12 +1278,61 @@ def _fit_warnings(decision: Decision) -> tuple[str, ...]:
     )
 
 
-def _classify_gpus(
+#: GpuDevice.memory_status values the tier side reads (the nvidia-smi parser sets them: see
+#: gpu_memory_status). A GPU with no MiB figure is sized from the host's RAM only when it is
+#: "unified"; every other reason leaves the host unread.
+
+
+def gpu_memory_status(gpu: GpuDevice) -> str:
+    """Why `gpu` has (no) memory figure: its `memory_status` as the nvidia-smi parser records it
+    (reported, unified, unsupported, error, absent); "unknown" for a GPU record without that
+    field and without a figure."""
+    status = getattr(gpu, "memory_status", None)
+    if status == MEMORY_REPORTED and gpu.memory_mib is None:
+        return "unknown"  # a record that says it has a figure and has none
+    if isinstance(status, str) and status:
+        return status
+    return MEMORY_REPORTED if gpu.memory_mib is not None else "unknown"
+
+
+def _unsized_reason(gpu: GpuDevice, status: str, count: int) -> str:
+    pin = "pin a tier with {} or exclude it with {}".format(
+        OVERRIDE_VARS["tier"], OVERRIDE_VARS["exclude_gpus"]
+    )
+    if status == MEMORY_ABSENT:
+        return (
+            f"{count} GPU(s) counted, memory unknown: the nvidia-smi query has no memory.total "
+            f"column; query it too (the probe's query: {QUERY_COMMAND}), or {pin}"
+        )
+    return "GPU {} ({}) reports {}: its memory cannot be sized; {}".format(
+        gpu.index, gpu.name, "; ".join(gpu.notes) or "no memory.total", pin
+    )
+
+
+def _driver_texts(old: Sequence[tuple[GpuDevice, int, int]], ollama_version: str) -> list[str]:
+    """One line per kind of GPU whose driver is too old (8 identical GPUs: one line)."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for gpu, branch, floor in old:
+        key = (gpu.name, gpu.compute_cap, gpu.driver_version, branch, floor)
+        groups.setdefault(key, []).append(gpu.index)
+    texts = []
+    for (name, compute_cap, version, branch, floor), indexes in groups.items():
+        capability = f", compute capability {compute_cap}" if compute_cap else ""
+        which = ", ".join(str(i) for i in indexes)
+        texts.append(
+            f"GPU {which} ({name}{capability}) {'has' if len(indexes) == 1 else 'have'} driver "
+            f"{version} (branch {branch}); Ollama {ollama_version} needs {floor} or newer"
+        )
+    return texts
+
+
+def _classify_gpus(  # noqa: PLR0917 - the probe, the policy and what classify worked out
     report: ProbeReport,
     policy: Policy,
     overrides: Overrides,
     nvswitch: bool | None,
     common: dict[str, Any],
+    ollama_version: str | None = PINNED_VERSION,
 ) -> HostPlan:
     smi = report.nvidia_smi
     gpus = smi.gpus
@@ -1114,9 +1365,15 @@ def _classify_gpus(
         return HostPlan(STATUS_UNREACHABLE, "; ".join(problems), **facts, **common)
 
     min_cc = _cc_tuple(policy.min_compute_capability)
+    # Without compute_cap or bus ids (a pasted legacy query), lspci's chip names still tell
+    # the generation when every GPU on the bus is of one.
+    bus_architectures = {d.architecture for d in report.pci.gpus}
+    bus_architecture = bus_architectures.pop() if len(bus_architectures) == 1 else None
     excluded: list[str] = []
+    too_old: list[tuple[GpuDevice, int, int]] = []
     slots: list[GpuSlot] = []
     mig_slots: list[GpuSlot] = []
+    unified: list[GpuDevice] = []
     unknown_memory: list[int] = []
     for gpu in gpus:
         if any(_gpu_matches(gpu, selector) for selector in overrides.exclude_gpus):
@@ -1130,23 +1387,26 @@ def _classify_gpus(
                 f"{policy.min_compute_capability} (Ollama cannot use it)"
             )
             continue
+        architecture = devices[gpus.index(gpu)]["architecture"] or bus_architecture
+        floor = (
+            driver_floor(ollama_version, gpu.compute_cap, architecture) if ollama_version else None
+        )
+        branch = driver_branch(gpu.driver_version)
+        if floor is not None and branch is not None and branch < floor:
+            # Ollama filters such a GPU (discover/cuda_compat.go) and serves on the CPU.
+            too_old.append((gpu, branch, floor))
+            continue
         if gpu.memory_mib is None:
+            status = gpu_memory_status(gpu)
+            if status == MEMORY_UNIFIED:
+                unified.append(gpu)
+                continue
             if overrides.tier:
                 unknown_memory.append(gpu.index)
                 excluded.append(f"GPU {gpu.index} memory unknown")
                 continue
             return HostPlan(
-                STATUS_UNREACHABLE,
-                "GPU {} ({}) reports {} (unified memory, e.g. GB10?): its memory cannot be sized; "
-                "pin a tier with {} or exclude it with {}".format(
-                    gpu.index,
-                    gpu.name,
-                    "; ".join(gpu.notes) or "no memory.total",
-                    OVERRIDE_VARS["tier"],
-                    OVERRIDE_VARS["exclude_gpus"],
-                ),
-                **facts,
-                **common,
+                STATUS_UNREACHABLE, _unsized_reason(gpu, status, len(gpus)), **facts, **common
             )
         if gpu.mig_enabled:
             sizes = [m.memory_mib for m in gpu.mig_devices if m.memory_mib]
@@ -1161,6 +1421,50 @@ def _classify_gpus(
     if mig_slots:
         # A process (Ollama) enumerates a single MIG instance: count the largest one, once.
         slots.append(max(mig_slots, key=lambda s: s.memory_mib))
+    if unified and report.memory_mib is None and overrides.tier:
+        # The operator's pin decides; the shared memory cannot be sized without MemTotal.
+        for gpu in unified:
+            unknown_memory.append(gpu.index)
+            excluded.append(f"GPU {gpu.index} memory unknown (unified, MemTotal unread)")
+        unified = []
+    if unified:
+        gpu = unified[0]
+        if report.memory_mib is None:
+            return HostPlan(
+                STATUS_UNREACHABLE,
+                f"GPU {gpu.index} ({gpu.name}) shares the host's memory (memory.total [N/A]) "
+                "but MemTotal could not be read to size it; pin a tier with "
+                f"{OVERRIDE_VARS['tier']}",
+                **facts,
+                **common,
+            )
+        # The GPUs share one pool of RAM: it counts once, whatever the number of GPUs.
+        shared = max(report.memory_mib - policy.unified_memory_reserve_mib, 0)
+        slots.append(GpuSlot(gpu.name, shared))
+        excluded.append(
+            "GPU {} sized from unified memory: {} MiB RAM - {} MiB unified_memory_reserve_mib "
+            "= {} MiB".format(
+                ", ".join(str(g.index) for g in unified),
+                report.memory_mib,
+                policy.unified_memory_reserve_mib,
+                shared,
+            )
+        )
+    driver_texts = _driver_texts(too_old, str(ollama_version))
+    if too_old and not slots and not unknown_memory:
+        return HostPlan(
+            STATUS_DRIVER_NEEDED,
+            "no tier until the driver is upgraded: {}; Ollama would leave the GPU(s) out and "
+            "run on the CPU. Install a newer branch (playbooks/drivers.yml with "
+            "nvidia_driver_branch at or above it), then refresh the inventory".format(
+                "; ".join(driver_texts)
+            ),
+            **facts,
+            **common,
+        )
+    for text in driver_texts:
+        excluded.append(f"{text}: left out")
+        warnings.append(f"{text}: Ollama leaves it out; upgrade the driver")
 
     summary = _describe_slots([GpuSlot(g.name, g.memory_mib or 0) for g in gpus])
     summary += " ({} MiB{})".format(

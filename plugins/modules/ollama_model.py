@@ -23,6 +23,9 @@ description:
     fails the task and is never copied into Ollama's store.
   - The Modelfile is parsed and validated as Ollama's own client does it (Ollama v0.32.15);
     an invalid one fails with Ollama's error text, for example C(invalid float value [hot]).
+  - A C(TEMPLATE) must not claim a capability (tools, insert, thinking) that the C(FROM) model
+    lacks; the module fails naming it. One that drops a capability the base has is warned
+    about. Without a C(TEMPLATE) the model inherits its base's, and with it every capability.
   - A base model named in C(FROM) must already be on the host (use
     M(localllm.fleet.ollama_pull) or M(localllm.fleet.ollama_bundle)); unlike
     C(ollama create), this module never pulls implicitly.
@@ -191,6 +194,7 @@ from ansible_collections.localllm.fleet.plugins.module_utils.model_state import 
 )
 from ansible_collections.localllm.fleet.plugins.module_utils.modelfile import (
     MAX_MODELFILE_BYTES,
+    TEMPLATE_CAPABILITIES,
     Modelfile,
     ModelfileError,
     check_model_file,
@@ -199,6 +203,7 @@ from ansible_collections.localllm.fleet.plugins.module_utils.modelfile import (
     parse,
     parse_bytes,
     serialize,
+    template_capabilities,
     validate_model_name,
 )
 from ansible_collections.localllm.fleet.plugins.module_utils.ollama_api import (
@@ -243,11 +248,11 @@ def _check_relative_paths(modelfile: Modelfile) -> None:
 
 def _base_content(
     client: OllamaClient, request: dict[str, Any], base_dir: str | None
-) -> ModelContent | None:
-    """The FROM model's content; TaskError when it is not on the host."""
+) -> tuple[ModelContent | None, dict[str, Any] | None]:
+    """The FROM model's content and /api/show; TaskError when it is not on the host."""
     source = request.get("from")
     if not source:
-        return None
+        return None, None
     try:
         ModelName.parse(source)
     except ValueError:
@@ -263,7 +268,38 @@ def _base_content(
         raise BaseMissing(
             f"base model '{source}' is not on this host{hint}: pull or import it first"
         )
-    return content_from_show(show)
+    return content_from_show(show), show
+
+
+def _check_capabilities(
+    module: AnsibleModule, request: dict[str, Any], base_show: dict[str, Any] | None
+) -> None:
+    """A TEMPLATE must not claim what the base model cannot do, nor take away what it can.
+
+    Ollama derives tools, insert and thinking from the template (server/images.go): a
+    template that claims tools on a model without them makes clients send tools the model
+    ignores; one that drops them takes tool calling away from every client.
+    """
+    template = request.get("template")
+    if not template or base_show is None:
+        return  # the base's own template is inherited, or a file import has none to compare
+    base = [str(c) for c in base_show.get("capabilities") or []]
+    claimed = template_capabilities(template)
+    extra = [c for c in claimed if c not in base]
+    if extra:
+        raise TaskError(
+            "the TEMPLATE claims {} which the base {} does not have (its capabilities: {}): "
+            "use a template without it, or a base that has it".format(
+                " and ".join(extra), request.get("from"), ", ".join(base) or "none"
+            )
+        )
+    dropped = [c for c in base if c in TEMPLATE_CAPABILITIES and c not in claimed]
+    if dropped:
+        module.warn(
+            "the TEMPLATE drops {} that the base {} has: clients lose it on this model".format(
+                " and ".join(dropped), request.get("from")
+            )
+        )
 
 
 def _from_label(modelfile: Modelfile) -> str:
@@ -330,7 +366,7 @@ def present(module: AnsibleModule, client: OllamaClient, name: ModelName) -> dic
             raise
         existing_show, broken = None, str(err)  # e.g. a blob deleted from the store
     try:
-        base = _base_content(client, request, base_dir)
+        base, base_show = _base_content(client, request, base_dir)
     except BaseMissing as missing:
         if not module.check_mode:
             raise TaskError(str(missing)) from None
@@ -346,6 +382,7 @@ def present(module: AnsibleModule, client: OllamaClient, name: ModelName) -> dic
             ],
             "diff": {"before": "", "after": serialize(modelfile.commands)},
         }
+    _check_capabilities(module, request, base_show)
     key = files_key(request) if request.get("files") else ""
     label = _from_label(modelfile)
     desired = desired_content(request, base, imports.get(key) if key else None, label)

@@ -108,3 +108,28 @@ def test_terminal_and_markdown_output_carry_no_control_characters():
         fleet_report.markdown([row], "t\x1b[1m", notes=["n\x1b"], details=["d\x07"]),
     ):
         assert not any(ch in text for ch in "\x1b\x07\r"), repr(text)
+
+
+def test_the_kept_model_and_each_loaded_models_share_in_vram():
+    now = 1_800_000_000  # 2027-01-15
+    running = [
+        {"name": "fleet/deepseek-r1:32b", "size": 100, "size_vram": 100,
+         "expires_at": "2318-03-01T10:00:00.123456789Z"},
+        {"name": "fleet/gemma3:27b", "size": 200, "size_vram": 90,
+         "expires_at": "2027-01-15T08:05:00Z"},
+    ]  # fmt: skip
+    row = fr.host_row({**H100, "running": running}, now=now)
+    assert row["kept"] == "fleet/deepseek-r1:32b"
+    assert row["gpu_percent"] == "fleet/deepseek-r1:32b: 100%, fleet/gemma3:27b: 45%"
+    assert [title for _, title in fr.COLUMNS][4:6] == ["Kept loaded", "GPU %"]
+
+
+def test_without_a_look_at_the_server_the_smoke_results_say_it():
+    smoke = [{"model": "m", "ok": True, "processor": "100% GPU", "gpu_percent": 100,
+              "kept_loaded": True}]  # fmt: skip
+    row = fr.host_row({**H100, "smoke": smoke})
+    assert (row["kept"], row["gpu_percent"]) == ("m", "100%")
+    assert (fr.host_row({"host": "x"})["kept"], fr.host_row({"host": "x"})["gpu_percent"]) == (
+        "-",
+        "-",
+    )

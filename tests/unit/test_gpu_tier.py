@@ -77,6 +77,11 @@ def lab_output(profile: str) -> str:
     return (FIXTURES / "probe" / f"lab-{profile}.txt").read_text()
 
 
+def upgraded_t4() -> str:
+    """The lab's T4 after playbooks/drivers.yml: branch 570 instead of the profile's 535."""
+    return lab_output("t4").replace("535.183.01", "570.133.20")
+
+
 def lab_answers() -> dict[str, str | Exception]:
     answers: dict[str, str | Exception] = {p: lab_output(p) for p in LAB_PROFILES}
     answers["down"] = Exception("connection to 127.0.0.1:42299 timed out after 10 s")
@@ -138,7 +143,8 @@ def test_the_lab_fleet_lands_in_the_right_tiers_and_groups(build):
     assert members(inventory, "tier_frontier") == {"h100x8"}
     assert members(inventory, "tier_large") == {"rtx4090x2"}
     assert members(inventory, "tier_medium") == {"rtx4090"}
-    assert members(inventory, "tier_small") == {"t4"}
+    # The lab's T4 runs driver 535: too old for the pinned Ollama (550+), so no tier yet.
+    assert members(inventory, "tier_small") == set()
     assert members(inventory, "tier_tiny") == {"cpu"}
     assert members(inventory, "gpu") == {
         "h100x8",
@@ -149,7 +155,12 @@ def test_the_lab_fleet_lands_in_the_right_tiers_and_groups(build):
         "nodriver",
     }
     assert members(inventory, "cpu") == {"cpu"}
-    assert members(inventory, "gpu_driver_needed") == {"broken", "nodriver"}
+    assert members(inventory, "gpu_driver_needed") == {"broken", "nodriver", "t4"}
+    assert hostvars(inventory, "t4")["gpu_tier"] is None
+    assert (
+        "GPU 0 (Tesla T4, compute capability 7.5) has driver 535.183.01 (branch 535); "
+        "Ollama 0.32.15 needs 550 or newer"
+    ) in hostvars(inventory, "t4")["gpu_tier_reason"]
     # broken has a driver that cannot read its GPUs: unreadable too, with the reason
     assert members(inventory, "gpu_unreachable") == {"down", "broken"}
     assert "cannot communicate" in hostvars(inventory, "broken")["gpu_tier_reason"]
@@ -185,7 +196,7 @@ def test_host_variables(build):
 
 
 def test_hosts_as_a_mapping_and_patterns(build):
-    prober = FakeProber({"*": lab_output("t4")})
+    prober = FakeProber({"*": upgraded_t4()})
     config = {
         "plugin": "localllm.fleet.gpu_tier",
         "hosts": {"node[1:3].example": {"ansible_user": "ops"}, "single:2222": None},
@@ -222,7 +233,7 @@ def test_hosts_from_a_source_inventory_with_templated_connection_vars(build, tmp
         )
     )
     build.config = lab / "lab.gpu_tier.yml"
-    prober = FakeProber(lab_answers())
+    prober = FakeProber({**lab_answers(), "t4": upgraded_t4()})
     inventory = build({"plugin": "localllm.fleet.gpu_tier", "source": "hosts.yml"}, prober)
     targets = {t.name: t for t in prober.calls[0]}
     assert targets["t4"].port == 42204
@@ -279,7 +290,11 @@ def test_group_level_overrides_pin_models_and_cap_context(build):
     data = InventoryData()
     data.add_group("research")
     data.set_variable("research", "gpu_tier_models", ["qwq:32b"])
-    inventory = build(config, FakeProber(lab_answers()), inventory=data)
+    inventory = build(
+        config,
+        FakeProber({"*": upgraded_t4(), **lab_answers(), "t4": upgraded_t4()}),
+        inventory=data,
+    )
     assert [m["name"] for m in hostvars(inventory, "rtx4090")["ollama_models"]] == ["qwq:32b"]
     assert hostvars(inventory, "rtx4090")["ollama_models"][0]["family"] == "qwq"
     assert hostvars(inventory, "t4")["gpu_tier_num_ctx"] == 8192
@@ -297,7 +312,7 @@ def test_policy_option_selects_a_fleet_wide_alternative(build):
 def test_compose_groups_and_keyed_groups(build):
     config = hosts_config(
         compose={
-            "ollama_context_length": "gpu_tier_num_ctx",
+            "fit_context": "gpu_tier_num_ctx",
             "vram_gib": "(gpu_memory_mib_total or 0) // 1024",
         },
         groups={"big_iron": "gpu_memory_mib_total is not none and gpu_memory_mib_total > 100000"},
@@ -306,8 +321,8 @@ def test_compose_groups_and_keyed_groups(build):
             {"key": "gpu_devices | map(attribute='name') | list", "prefix": "model"},
         ],
     )
-    inventory = build(config, FakeProber(lab_answers()))
-    assert hostvars(inventory, "t4")["ollama_context_length"] == 16384
+    inventory = build(config, FakeProber({**lab_answers(), "t4": upgraded_t4()}))
+    assert hostvars(inventory, "t4")["fit_context"] == 16384
     assert hostvars(inventory, "h100x8")["vram_gib"] == 637
     assert members(inventory, "big_iron") == {"h100x8"}
     assert members(inventory, "probe_driver_needed") == {"broken", "nodriver"}
@@ -345,7 +360,7 @@ def test_without_strict_a_failing_expression_is_skipped(build):
             "@@localllm-probe 1\n@@begin nvidia-smi-query\n"
             + (FIXTURES / "query-gb10-memory-na.txt").read_text()
             + "@@rc 0\n@@begin lspci\n@@rc 0\n@@end\n",
-            "memory cannot be sized",
+            "MemTotal could not be read to size it",
         ),
     ],
 )
@@ -438,7 +453,7 @@ def test_a_second_build_reads_the_cache_and_probes_nothing(build, tmp_path):
     # failures are not cached: probed again, a driver that cannot read the GPUs too
     assert sorted(second.probed) == ["broken", "down"]
     assert members(inventory, "tier_frontier") == {"h100x8"}
-    assert members(inventory, "gpu_driver_needed") == {"broken", "nodriver"}
+    assert members(inventory, "gpu_driver_needed") == {"broken", "nodriver", "t4"}
 
 
 def test_a_cache_miss_probes_only_new_or_moved_hosts(build, tmp_path):
@@ -447,11 +462,11 @@ def test_a_cache_miss_probes_only_new_or_moved_hosts(build, tmp_path):
     config["hosts"].append({"name": "newcomer", "vars": {"ansible_port": 42300}})
     config["hosts"][1]["vars"]["ansible_port"] = 42999  # rtx4090 moved
     answers = lab_answers()
-    answers["newcomer"] = lab_output("t4")
+    answers["newcomer"] = upgraded_t4()
     prober = FakeProber(answers)
     inventory = build(config, prober)
     assert sorted(prober.probed) == ["broken", "down", "newcomer", "rtx4090"]
-    assert members(inventory, "tier_small") == {"t4", "newcomer"}
+    assert members(inventory, "tier_small") == {"newcomer"}
 
 
 def test_refresh_ignores_the_cache_and_rewrites_it(build, tmp_path):
@@ -541,7 +556,41 @@ def test_a_host_read_but_not_understood_is_not_cached(build, tmp_path):
     answers["t4"] = "@@localllm-probe 1\n@@begin nvidia-smi-query\nHello\n@@rc 0\n"
     answers["t4"] += "@@begin lspci\n@@rc 0\n@@end\n"
     build(cached_config(tmp_path), FakeProber(answers))
-    again = FakeProber(lab_answers())
+    again = FakeProber({**lab_answers(), "t4": upgraded_t4()})
     inventory = build(cached_config(tmp_path), again)
     assert sorted(again.probed) == ["broken", "down", "t4"]
     assert hostvars(inventory, "t4")["gpu_tier"] == "small"
+
+
+# ------------------------------------------------------------------------------ pins and drivers
+
+
+def test_a_pin_the_host_cannot_hold_fails_the_inventory_with_the_arithmetic(build):
+    config = hosts_config()
+    config["hosts"] = [{"name": "rtx4090", "vars": {"gpu_tier_pin": "large"}}]
+    with pytest.raises(AnsibleParserError) as caught:
+        build(config, FakeProber(lab_answers()))
+    message = str(caught.value)
+    assert "host rtx4090: gpu_tier_pin=large refused:" in message
+    assert "deepseek-r1:70b at num_ctx 8192 needs 43568 MiB" in message
+    assert "more than the 23028 MiB usable" in message
+
+
+def test_a_hosts_ollama_version_sets_the_driver_it_needs(build):
+    config = hosts_config()
+    config["hosts"] = [
+        {"name": "t4", "vars": {"ollama_version": "{{ old_release }}", "old_release": "0.20.0"}},
+        {"name": "rtx4090", "vars": {}},
+    ]
+    inventory = build(config, FakeProber(lab_answers()))
+    assert hostvars(inventory, "t4")["gpu_tier"] == "small"  # 0.20.0 needs 531+
+    assert hostvars(inventory, "rtx4090")["gpu_tier"] == "medium"
+
+
+def test_a_malformed_ollama_version_names_the_host(build):
+    config = hosts_config()
+    config["hosts"] = [{"name": "t4", "vars": {"ollama_version": "latest"}}]
+    with pytest.raises(
+        AnsibleParserError, match="host t4: ollama_version: ollama_version 'latest'"
+    ):
+        build(config, FakeProber(lab_answers()))

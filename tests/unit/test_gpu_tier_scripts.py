@@ -102,7 +102,11 @@ def test_policy_file_in_json(tmp_path):
     policy = tmp_path / "policy.json"
     policy.write_text(json.dumps({"tier_models": {"medium": ["gemma3:27b"]}}))
     code, document, _ = gpu_tier(
-        "--policy", str(policy), stdin=(FIXTURES / "query-a10g-header-reordered.txt").read_text()
+        "--policy",
+        str(policy),
+        "--ollama-version",
+        "0.20.0",  # the A10G's driver 535 meets its floor (531), not 0.32.15's (550)
+        stdin=(FIXTURES / "query-a10g-header-reordered.txt").read_text(),
     )
     assert (code, document["models"]) == (0, ["gemma3:27b"])
 
@@ -205,7 +209,8 @@ def test_a_pasted_query_without_index_reads_in_row_order():
 def test_a_pasted_query_without_memory_counts_the_gpus_and_says_why_no_tier():
     code, document, _ = gpu_tier(stdin="index, name\n0, NVIDIA A10G\n1, NVIDIA A10G\n")
     assert (code, document["tier"], document["gpu_count"]) == (3, None, 2)
-    assert "add memory.total to --query-gpu" in document["error"]
+    assert "2 GPU(s) counted, memory unknown" in document["error"]
+    assert "no memory.total column" in document["error"]
 
 
 def test_local_probe_of_this_machine():
@@ -332,3 +337,29 @@ def _load_fleet_plan():
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
     return module
+
+
+def test_a_pin_the_gpus_cannot_hold_is_refused_with_the_arithmetic():
+    code, document, stderr = gpu_tier(
+        "--tier", "large", stdin=(FIXTURES / "query-rtx4090-header-units.txt").read_text()
+    )
+    assert (code, document) == (1, None)
+    assert "gpu_tier_pin=large refused" in stderr
+    assert "deepseek-r1:70b at num_ctx 8192 needs 43568 MiB" in stderr
+
+
+def test_the_decision_prints_the_server_settings_it_assumed():
+    code, document, _ = gpu_tier(stdin=(FIXTURES / "query-rtx4090-header-units.txt").read_text())
+    assert code == 0
+    assert document["service"] == {
+        "gpu_tier_num_parallel": 1,
+        "gpu_tier_kv_cache_type": "f16",
+        "gpu_tier_context_length": document["num_ctx"],
+        "gpu_tier_max_loaded_models": 1,
+    }
+
+
+def test_an_old_driver_is_no_tier_and_exit_3():
+    code, document, _ = gpu_tier(stdin=(FIXTURES / "query-a10g-header-reordered.txt").read_text())
+    assert (code, document["status"], document["tier"]) == (3, "driver_needed", None)
+    assert "Ollama 0.32.15 needs 570 or newer" in document["error"]  # generation unknown

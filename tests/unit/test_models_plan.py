@@ -209,3 +209,216 @@ def test_chat_summary_refuses_a_message_that_is_not_an_object():
     line = '{"message": "x", "done": true}'
     summary = mp.chat_summary(line)
     assert summary == {"ok": False, "error": f"not a chat message: {line!r}", "chunks": 1}
+
+
+# ------------------------------------------------------------------------------ smoke test
+
+
+def answer(content="", thinking="", done_reason="stop", tokens=10):
+    lines = []
+    if thinking:
+        lines.append({"message": {"role": "assistant", "content": "", "thinking": thinking}})
+    lines.append({"message": {"role": "assistant", "content": content}, "done": False})
+    lines.append(
+        {
+            "message": {"role": "assistant", "content": ""},
+            "done": True,
+            "done_reason": done_reason,
+            "eval_count": tokens,
+            "eval_duration": 1_000_000_000,
+        }
+    )
+    return stream(*lines)
+
+
+@pytest.mark.parametrize(
+    ("content", "thinking", "expected"),
+    [
+        ("<think>\nHmm, 17.\n</think>\n\nYes.", "", ("Yes.", "Hmm, 17.")),  # older servers
+        ("Hmm, 17.\n</think>\n\nYes.", "", ("Yes.", "Hmm, 17.")),  # QwQ: <think> in the prompt
+        ("Sure. <think>x</think> Yes.", "", ("Sure.  Yes.", "x")),
+        ("Yes.", "Hmm", ("Yes.", "Hmm")),  # already apart: untouched
+        ("No tags at all.", "", ("No tags at all.", "")),
+    ],
+)
+def test_inline_thinking_is_split_from_the_answer(content, thinking, expected):
+    assert mp.split_thinking(content, thinking) == expected
+    summary = mp.chat_summary(answer(content, thinking))
+    assert (summary["content"], summary["thinking"]) == expected
+
+
+def registered(item, status=200, content=None, body=None, msg=None):
+    result = {"item": item, "status": status}
+    if content is not None:
+        result["content"] = content
+    if body is not None:
+        result["json"] = body
+    if msg is not None:
+        result["msg"] = msg
+    return result
+
+
+R1 = {"name": "deepseek-r1:32b", "target": "fleet/deepseek-r1:32b", "num_ctx": 8192}
+GEMMA = {"name": "gemma3:4b", "target": "fleet/gemma3:4b", "num_ctx": 8192}
+NOW = 1_800_000_000.0
+FOREVER = "2318-03-01T10:00:00Z"
+SOON = "2027-01-15T08:05:00Z"
+
+
+def ps(*entries):
+    return {
+        "models": [
+            dict(zip(("name", "size", "size_vram", "expires_at"), e, strict=True)) for e in entries
+        ]
+    }
+
+
+def smoke(live, reasoning=(), loaded=(), expect_gpu=True, kept="fleet/deepseek-r1:32b", **kw):
+    shows = [
+        registered(R1, body={"capabilities": ["completion", "thinking"]}),
+        registered(GEMMA, body={"capabilities": ["completion", "vision"]}),
+    ]
+    return {
+        r["model"]: r
+        for r in mp.smoke_results(
+            [R1, GEMMA], shows, live, list(reasoning), ps(*loaded), expect_gpu, kept,
+            now=NOW, **kw,
+        )
+    }  # fmt: skip
+
+
+def good_live():
+    return [registered(R1, content=answer("ready")), registered(GEMMA, content=answer("ready"))]
+
+
+def test_a_healthy_host_passes_with_the_tier_model_kept_in_vram():
+    results = smoke(
+        good_live(),
+        [registered(R1, content=answer("Yes.", "17 has no divisor but 1 and itself."))],
+        [("fleet/deepseek-r1:32b", 100, 100, FOREVER), ("fleet/gemma3:4b", 50, 50, SOON)],
+    )
+    r1, gemma = results["fleet/deepseek-r1:32b"], results["fleet/gemma3:4b"]
+    assert r1["passed"] and r1["ok"] and r1["status"] == "passed" and r1["error"] is None
+    assert (r1["reasoning"], r1["thinking"], r1["content"]) == (
+        True,
+        "17 has no divisor but 1 and itself.",
+        "ready",
+    )
+    assert (r1["processor"], r1["gpu_percent"], r1["preloaded"], r1["kept_loaded"]) == (
+        "100% GPU", 100, True, True,
+    )  # fmt: skip
+    assert r1["checks"] == {
+        "live": "passed", "reasoning": "passed", "placement": "passed", "kept_loaded": "passed",
+    }  # fmt: skip
+    assert gemma["passed"] and not gemma["reasoning"] and gemma["kept_loaded"] is None
+
+
+def test_a_partial_gpu_placement_fails_with_the_figures_or_warns():
+    loaded = [("fleet/deepseek-r1:32b", 40 * 2**30, 22 * 2**30, FOREVER)]
+    results = smoke(good_live(), [registered(R1, content=answer("Yes.", "t"))], loaded)
+    r1 = results["fleet/deepseek-r1:32b"]
+    assert not r1["passed"] and r1["gpu_percent"] == 55
+    assert r1["error"] == (
+        "runs 45%/55% CPU/GPU: 22.0 GiB of 40.0 GiB in VRAM at num_ctx None (expected 100% GPU)"
+    )
+    warned = smoke(
+        good_live(), [registered(R1, content=answer("Yes.", "t"))], loaded,
+        placement_action="warn",
+    )["fleet/deepseek-r1:32b"]  # fmt: skip
+    assert warned["passed"] and warned["checks"]["placement"] == "warned"
+    assert warned["warning"].startswith("runs 45%/55% CPU/GPU")
+    on_cpu = smoke(
+        good_live(), [registered(R1, content=answer("Yes.", "t"))], loaded, expect_gpu=False
+    )["fleet/deepseek-r1:32b"]
+    assert on_cpu["passed"]  # a CPU host: where it sits is reported, not judged
+
+
+def test_a_reasoning_model_that_runs_out_of_budget_or_does_not_think_fails():
+    loaded = [("fleet/deepseek-r1:32b", 1, 1, FOREVER)]
+    long = smoke(good_live(), [registered(R1, content=answer("", "a" * 50, "length", 2048))],
+                 loaded)["fleet/deepseek-r1:32b"]  # fmt: skip
+    assert "ran out of its token budget (done_reason 'length' after 2048 tokens)" in long["error"]
+    silent = smoke(good_live(), [registered(R1, content=answer("Yes."))], loaded)
+    assert silent["fleet/deepseek-r1:32b"]["error"] == "no thinking from a reasoning model"
+    mixed = smoke(good_live(), [registered(R1, content=answer("<think>x"))], loaded)
+    assert "no thinking" in mixed["fleet/deepseek-r1:32b"]["error"]
+
+
+def test_a_release_whose_inference_fails_fails_every_model_with_its_error():
+    broken = [
+        registered(m, status=500, body={"error": "llama runner process has terminated"})
+        for m in (R1, GEMMA)
+    ]
+    results = smoke(broken, broken[:1])
+    for result in results.values():
+        assert not result["passed"]
+        assert "HTTP 500: llama runner process has terminated" in result["error"]
+    unreachable = smoke([registered(R1, status=-1, msg="Connection refused")], ())
+    assert "no answer: Connection refused" in unreachable["fleet/deepseek-r1:32b"]["error"]
+
+
+def test_the_kept_model_must_be_loaded_and_never_expire():
+    unloaded = smoke(good_live(), [registered(R1, content=answer("Y", "t"))], [])
+    assert "not loaded after the test" in unloaded["fleet/deepseek-r1:32b"]["error"]
+    reset = smoke(
+        good_live(), [registered(R1, content=answer("Y", "t"))],
+        [("fleet/deepseek-r1:32b", 1, 1, SOON)],
+    )  # fmt: skip
+    assert (
+        "loaded but not kept: it expires at 2027-01-15T08:05:00Z"
+        in (reset["fleet/deepseek-r1:32b"]["error"])
+    )
+    assert reset["fleet/deepseek-r1:32b"]["kept_loaded"] is False
+
+
+def test_placement_reads_like_ollama_ps():
+    assert mp.placement(100, 100) == {"processor": "100% GPU", "gpu_percent": 100}
+    assert mp.placement(100, 0) == {"processor": "100% CPU", "gpu_percent": 0}
+    assert mp.placement(100, 52) == {"processor": "48%/52% CPU/GPU", "gpu_percent": 52}
+    assert mp.placement(0, 5)["processor"] == "Unknown"
+    where = mp.model_placement(ps(("fleet/m:1b", 2**31, 2**31, FOREVER)), "FLEET/M:1B")
+    assert where["loaded"] and where["gpu_percent"] == 100
+    assert "2.0 GiB of 2.0 GiB in VRAM" in where["detail"]
+    assert mp.model_placement({}, "x")["loaded"] is False
+
+
+def test_the_reasoning_budget_fits_the_context():
+    assert mp.reasoning_budget(8192, 2048) == 2048
+    assert mp.reasoning_budget(1024, 2048) == 768
+    assert mp.reasoning_budget(None, 2048) == 2048
+    assert mp.reasoning_budget(100, 2048) == 64
+
+
+def test_thinking_models_come_from_show():
+    shows = [
+        registered(R1, body={"capabilities": ["completion", "thinking"]}),
+        registered(GEMMA, status=404, body={"error": "not found"}),
+        {"item": GEMMA, "skipped": True},
+    ]
+    assert mp.thinking_models(shows) == ["fleet/deepseek-r1:32b"]
+
+
+JOURNAL = """\
+time=2026-12-06T05:00:00.000Z level=INFO source=routes.go:1950 msg="server config" env="map[]"
+time=2026-12-06T05:00:01.000Z level=INFO source=types.go:60 msg="inference compute" id=cpu library=cpu compute="" name=cpu description=cpu libdirs=ollama driver="" pci_id="" type="" total="31.3 GiB" available="30.4 GiB"
+time=2026-12-06T06:00:00.000Z level=INFO source=routes.go:1950 msg="server config" env="map[]"
+time=2026-12-06T06:00:01.000Z level=INFO source=types.go:42 msg="inference compute" id=GPU-1 filter_id="" library=CUDA compute=8.9 name=CUDA0 description="NVIDIA GeForce RTX 4090" libdirs=ollama,cuda_v12 driver=12.4 pci_id=0000:01:00.0 type=discrete total="24.0 GiB" available="23.6 GiB"
+"""  # noqa: E501 - real log lines
+
+
+def test_the_last_start_of_ollama_tells_the_cuda_devices_it_found():
+    found = mp.startup_devices(JOURNAL)
+    assert found["started"] and not found["cpu_only"] and found["lines"] == []
+    assert found["cuda"] == [
+        {"id": "GPU-1", "name": "CUDA0", "description": "NVIDIA GeForce RTX 4090",
+         "compute": "8.9", "total": "24.0 GiB", "available": "23.6 GiB"},
+    ]  # fmt: skip
+    old = JOURNAL.rsplit("time=2026-12-06T06:00:01", 1)[0] + (
+        'time=x level=WARN source=cuda_compat.go:70 msg="NVIDIA driver too old" '
+        'device="Tesla T4" compute=7.5 driver=535 required_driver="550 or newer"\n'
+        'time=x level=INFO source=types.go:60 msg="inference compute" id=cpu library=cpu\n'
+    )
+    fallback = mp.startup_devices(old)
+    assert fallback["cuda"] == [] and fallback["cpu_only"]
+    assert fallback["too_old"] and 'msg="NVIDIA driver too old"' in fallback["lines"][0]
+    assert mp.startup_devices("")["started"] is False

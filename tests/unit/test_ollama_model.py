@@ -514,3 +514,38 @@ def test_no_room_in_the_store_is_said_before_the_upload(
         f"{progress.human_bytes(2 * size)}, 1.0 KB free"
     )
     assert blobs(server) == set()
+
+
+def test_a_template_claiming_what_the_base_lacks_is_refused_naming_it(
+    shared_server: Any,  # noqa: F811
+    base: dict,
+) -> None:
+    tools = 'FROM lab/base:1\nTEMPLATE """{{ if .Tools }}T{{ end }}{{ .Prompt }}"""\n'
+    result = present(shared_server, "fleet/claims", tools)
+    assert result["failed"] is True
+    assert result["msg"] == (
+        "the TEMPLATE claims tools which the base lab/base:1 does not have (its capabilities: "
+        "completion): use a template without it, or a base that has it"
+    )
+    assert "fleet/claims:latest" not in tags(shared_server)
+
+
+def test_a_template_that_drops_a_capability_of_the_base_is_warned_about(
+    shared_server: Any,  # noqa: F811
+    base: dict,
+    tmp_path: Path,
+) -> None:
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text('FROM lab/base:1\nTEMPLATE """{{ if .Tools }}T{{ end }}{{ .Prompt }}"""\n')
+    assert shared_server.run("create", "lab/tooly:1", "-f", str(modelfile)).code == 0
+
+    def template_warnings(result: dict) -> list[str]:
+        texts = [w if isinstance(w, str) else w["event"]["msg"] for w in result.get("warnings", [])]
+        return [t for t in texts if "TEMPLATE" in t]
+
+    inherits = present(shared_server, "fleet/tooly", "FROM lab/tooly:1\nPARAMETER top_k 7\n")
+    assert inherits["changed"] is True and template_warnings(inherits) == []
+    drops = present(shared_server, "fleet/dropped", 'FROM lab/tooly:1\nTEMPLATE "{{ .Prompt }}"\n')
+    assert template_warnings(drops) == [
+        "the TEMPLATE drops tools that the base lab/tooly:1 has: clients lose it on this model"
+    ]

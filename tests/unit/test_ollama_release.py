@@ -1,8 +1,13 @@
 """Release facts the ollama role relies on: names, formats, checksums, versions, API URL."""
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from ansible_collections.localllm.fleet.plugins.module_utils import ollama_release as release
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SUMS = """\
 4efe5e27af795eef1474e16487a4db3b463618f5b44278790e878d0c5b3af5eb  ./ollama-linux-amd64.tar.zst
@@ -137,3 +142,61 @@ def test_versions_and_ports_of_endless_or_foreign_digits_are_refused_not_raised(
         with pytest.raises(r.ReleaseError, match="is not a release version"):
             r.parse_version(version)
     assert r.api_base("127.0.0.1:" + "9" * 5000) == "http://127.0.0.1:11434"
+
+
+# ------------------------------------------------------------------------------ driver floor
+
+
+@pytest.mark.parametrize(
+    ("version", "compute_cap", "architecture", "floor"),
+    [
+        ("0.32.15", "9.0", None, 550),  # H100
+        ("0.32.15", "7.5", None, 550),  # T4
+        ("0.32.15", "6.1", None, 570),  # P40: PTX JIT for Pascal
+        ("0.32.15", "5.0", None, 570),
+        ("0.32.15", None, "pascal", 570),  # lspci's chip name when the query has no CC
+        ("0.32.15", None, "hopper", 550),
+        ("0.32.15", None, None, 570),  # unknown generation: the stricter floor
+        ("0.30.11", "8.9", None, 550),
+        ("0.30.10", "8.9", None, 531),
+        ("0.30.10", "6.1", None, 570),
+        ("0.20.0", "6.1", None, 531),
+        ("0.9.3", "8.0", None, 531),
+        ("0.9.2", "8.0", None, None),  # the CUDA 11 build still shipped: no stated floor
+    ],
+)
+def test_driver_floor_per_release_and_generation(version, compute_cap, architecture, floor):
+    assert release.driver_floor(version, compute_cap, architecture) == floor
+
+
+def test_driver_floor_refuses_bad_input():
+    with pytest.raises(release.ReleaseError, match="not a release version"):
+        release.driver_floor("latest")
+    with pytest.raises(release.ReleaseError, match=r"compute capability 'x' is not like 8\.9"):
+        release.driver_floor("0.32.15", "x")
+
+
+@pytest.mark.parametrize(
+    ("text", "branch"),
+    [("550.54.15", 550), ("595.80", 595), (" 570 ", 570), ("", None), (None, None), ("N/A", None)],
+)
+def test_driver_branch(text, branch):
+    assert release.driver_branch(text) == branch
+
+
+def test_the_pinned_version_is_the_ollama_roles_default():
+    defaults = yaml.safe_load((ROOT / "roles" / "ollama" / "defaults" / "main.yml").read_text())
+    assert defaults["ollama_version"] == release.PINNED_VERSION
+
+
+def test_a_hosts_floor_is_its_strictest_gpu():
+    assert release.host_driver_floor("0.32.15", ["hopper"]) == 550
+    assert release.host_driver_floor("0.32.15", ["pascal", "ampere"]) == 570
+    assert release.host_driver_floor("", ["turing"]) == 550  # "": the pinned release
+    assert release.host_driver_floor(None, []) == 570  # generation unknown
+    assert release.host_driver_floor("0.9.0", ["hopper"]) is None
+
+
+def test_an_unset_version_is_the_pinned_one():
+    assert release.version_or_pinned(None) == release.version_or_pinned("") == "0.32.15"
+    assert release.version_or_pinned("v0.13.5") == "0.13.5"

@@ -1073,3 +1073,118 @@ def test_list_layout_matches_upstreams_cmd_tests() -> None:
         "815 MB",
         "43 GB",
     ]
+
+
+# ------------------------------------------------------------- GPUs, placement, keep-alive
+
+
+def fake_smi(directory: Path, *lines: str) -> str:
+    """A PATH whose nvidia-smi prints `lines` for the stand-in's query (index, uuid, name,
+    memory.total, memory.used, driver_version, compute_cap, pci.bus_id)."""
+    directory.mkdir(exist_ok=True)
+    fake = directory / "nvidia-smi"
+    fake.write_text("#!/bin/sh\ncat <<'EOF'\n" + "\n".join(lines) + "\nEOF\n")
+    fake.chmod(0o755)
+    return f"{directory}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+
+
+RTX4090 = "0, GPU-4090-one, NVIDIA GeForce RTX 4090, 24564, 346, 550.54.15, 8.9, 00000000:01:00.0"
+
+
+def ps_models(server: Ollama) -> dict[str, dict]:
+    return {m["name"]: m for m in json.loads(server.request("GET", "/api/ps")[2])["models"]}
+
+
+def test_a_model_too_big_for_the_card_is_split_between_cpu_and_gpu(
+    artifact: Path, tmp_path: Path, tiny_gguf: Path
+) -> None:
+    path = fake_smi(tmp_path / "bin", RTX4090)
+    with serving(artifact, tmp_path / "h", PATH=path) as server:
+        # the lab's GGUFs are tiny: the tag says which real model (and size) they stand for
+        create(server, "small:1.5b", tiny_gguf)
+        create(server, "big:70b", tiny_gguf)
+        for name in ("small:1.5b", "big:70b"):
+            body = {"model": name, "prompt": "hi", "stream": False, "options": {"num_ctx": 8192}}
+            assert server.post("/api/generate", body)[0] == 200
+        loaded = ps_models(server)
+        assert list(loaded) == ["big:70b"]  # the 70b did not fit beside the 1.5b: evicted it
+        big = loaded["big:70b"]
+        assert big["size"] > 40 * 10**9 and 0 < big["size_vram"] < big["size"]
+        assert re.search(r"big:70b .* \d+%/\d+% CPU/GPU +8192 ", server.run("ps").stdout)
+        assert any('msg="loaded model" model=big:70b' in line for line in server.log)
+
+
+def test_keep_alive_forever_survives_requests_without_one_and_evictions_go_shortest_first(
+    artifact: Path, tmp_path: Path, tiny_gguf: Path
+) -> None:
+    path = fake_smi(tmp_path / "bin", RTX4090)
+    with serving(artifact, tmp_path / "h", PATH=path) as server:
+        create(server, "tier:32b", tiny_gguf)
+        create(server, "other:27b", tiny_gguf)
+        preload = server.run("run", "tier:32b", "--keepalive=-1m", "")
+        assert preload.code == 0, preload.stderr
+        assert "Forever" in server.run("ps").stdout
+        chat = {"model": "tier:32b", "messages": [{"role": "user", "content": "hi"}]}
+        assert server.post("/api/chat", {**chat, "stream": False})[0] == 200
+        assert "Forever" in server.run("ps").stdout  # no keep_alive in the request: kept
+        # a second 32B-class model does not fit beside it on 24 GB: the only idle runner goes
+        server.post("/api/generate", {"model": "other:27b", "prompt": "x", "stream": False})
+        assert list(ps_models(server)) == ["other:27b"]
+
+
+def test_a_driver_older_than_the_release_needs_leaves_the_gpu_out_and_says_so(
+    artifact: Path, tmp_path: Path
+) -> None:
+    old = "0, GPU-t4, Tesla T4, 15360, 257, 535.183.01, 7.5, 00000000:3B:00.0"
+    with serving(artifact, tmp_path / "h", PATH=fake_smi(tmp_path / "bin", old)) as server:
+        log = "\n".join(server.log)
+    assert 'msg="NVIDIA driver too old" device="Tesla T4" compute=7.5 driver=535' in log
+    assert 'required_driver="550 or newer"' in log
+    assert 'msg="inference compute" id=cpu library=cpu' in log
+    pascal = "0, GPU-p40, Tesla P40, 24576, 0, 560.35.03, 6.1, 00000000:3B:00.0"
+    with serving(artifact, tmp_path / "p", PATH=fake_smi(tmp_path / "b2", pascal)) as server:
+        assert any('required_driver="570 or newer"' in line for line in server.log)
+    with serving(artifact, tmp_path / "g", PATH=fake_smi(tmp_path / "b3", RTX4090)) as server:
+        cuda = [line for line in server.log if 'msg="inference compute"' in line]
+    assert len(cuda) == 1 and "library=CUDA compute=8.9 name=CUDA0" in cuda[0]
+    assert 'description="NVIDIA GeForce RTX 4090"' in cuda[0]
+
+
+def test_a_release_whose_inference_fails_still_answers_its_version(
+    broken_artifact: Path, tmp_path: Path, tiny_gguf: Path
+) -> None:
+    with serving(broken_artifact / "prefix-0.32.17-inference", tmp_path / "i") as server:
+        status, _h, body = server.request("GET", "/api/version")
+        assert (status, json.loads(body)) == (200, {"version": "0.32.17"})
+        create(server, "m", tiny_gguf)
+        chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": False}
+        status, reply = server.post("/api/chat", chat)
+        assert status == 500
+        assert reply["error"].startswith("llama runner process has terminated")
+        assert server.post("/api/generate", {"model": "m"})[0] == 500  # a load fails too
+
+
+def test_capabilities_come_from_the_template_as_ollama_derives_them(
+    server: Ollama, tiny_gguf: Path
+) -> None:
+    tools = "{{ if .Tools }}T{{ end }}{{ range .Messages }}{{ .Content }}{{ end }}"
+    thinking = (
+        "{{- range $i, $_ := .Messages }}{{ if .Thinking }}<think>{{ .Thinking }}</think>"
+        "{{ end }}{{ .Content }}{{ end }}"
+    )
+    for name, template, expected in (
+        ("plain", "{{ .Prompt }}", ["completion"]),
+        ("tools", tools, ["completion", "tools"]),
+        ("think", thinking, ["completion", "thinking"]),
+        ("fim", "{{ .Prompt }}{{ .Suffix }}", ["completion", "insert"]),
+    ):
+        create(server, name, tiny_gguf, f'TEMPLATE """{template}"""\n')
+        status, shown = server.post("/api/show", {"model": name})
+        assert (status, shown["capabilities"]) == (200, expected), name
+    # a model made FROM another without a TEMPLATE keeps its template, and its capabilities
+    modelfile = write_modelfile(tiny_gguf.parent, "FROM tools\nPARAMETER temperature 0.1\n")
+    assert server.run("create", "derived", "-f", str(modelfile)).code == 0
+    assert server.post("/api/show", {"model": "derived"})[1]["capabilities"] == [
+        "completion",
+        "tools",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,19 @@ def slots(*memories: int, name: str = "GPU") -> list[tp.GpuSlot]:
 
 def report(name: str) -> ns.ProbeReport:
     return ns.parse_probe_output((FIXTURES / "probe" / name).read_text())
+
+
+@dataclass(frozen=True)
+class ParsedGpu(ns.GpuDevice):
+    """A GPU record as the nvidia-smi parser gives it once it records why memory is missing
+    (`memory_status`: reported, unified, unsupported, error, absent)."""
+
+    memory_status: str = "reported"
+
+
+def gpu_report(*gpus: ns.GpuDevice, memory_mib: int | None = 131072) -> ns.ProbeReport:
+    smi = ns.NvidiaSmiResult(ns.STATUS_OK, 0, "", tuple(gpus))
+    return ns.ProbeReport(smi, ns.PciListing(True, "lspci", ()), 20, memory_mib)
 
 
 # ---------------------------------------------------------------------- the mission's machines
@@ -150,23 +164,70 @@ def test_every_decision_has_a_reason_naming_tier_model_and_numbers():
 # ------------------------------------------------------------------------------ overrides
 
 
-def test_pinned_tier_is_honoured_and_flagged_when_it_does_not_fit():
-    decision = tp.decide(POLICY, slots(24564), tp.Overrides(tier="large"))
-    assert decision.tier == "large"
-    assert decision.pinned is True
-    assert decision.fits is False
-    assert "DOES NOT FIT" in decision.reason
-    assert "gpu_tier_pin=large" in decision.reason
+def test_a_pinned_tier_that_cannot_fit_is_refused_with_the_arithmetic():
+    with pytest.raises(tp.FitRefused) as caught:
+        tp.decide(POLICY, slots(24564), tp.Overrides(tier="large"), context="1 x RTX 4090")
+    assert caught.value.option == "gpu_tier_pin"
+    assert caught.value.message == (
+        "gpu_tier_pin=large refused: 1 x RTX 4090: deepseek-r1:70b at num_ctx 8192 needs "
+        "43568 MiB (weights 41008 + KV cache 2560), more than the 23028 MiB usable "
+        "(1536 MiB/GPU reserved); pin a smaller tier or other models, cap the context with "
+        "gpu_tier_max_context, or remove the pin"
+    )
 
 
-def test_pinned_models_replace_the_tier_models_with_their_family():
-    decision = tp.decide(POLICY, slots(24564), tp.Overrides(models=("qwq:32b", "gemma3:27b")))
-    assert decision.tier == "medium"
+def test_a_pinned_tier_that_fits_is_honoured():
+    decision = tp.decide(POLICY, slots(81920), tp.Overrides(tier="medium"))
+    assert (decision.tier, decision.pinned, decision.fits) == ("medium", True, True)
+    assert "gpu_tier_pin=medium" in decision.reason
+
+
+def test_a_pinned_model_too_big_for_ram_on_a_cpu_host_is_refused():
+    with pytest.raises(
+        tp.FitRefused,
+        match=r"deepseek-r1:32b on CPU at num_ctx 4096 needs 20098 MiB \+ 2048 MiB reserve",
+    ):
+        tp.decide(POLICY, (), tp.Overrides(models=("deepseek-r1:32b",)), memory_mib=16384)
+
+
+def test_pinned_models_that_cannot_share_the_card_are_refused_naming_the_second():
+    with pytest.raises(tp.FitRefused) as caught:
+        tp.decide(POLICY, slots(24564), tp.Overrides(models=("qwq:32b", "gemma3:27b")))
+    assert caught.value.option == "gpu_tier_models"
+    assert (
+        "gemma3:27b (needs 20181 MiB at num_ctx 8192, 1906 MiB left beside qwq:32b) does not "
+        "fit beside the first model"
+    ) in caught.value.message
+
+
+def test_pinned_models_that_fit_together_keep_their_family_and_are_all_loaded():
+    decision = tp.decide(POLICY, slots(81920), tp.Overrides(models=("qwq:32b", "gemma3:27b")))
     assert [(m.name, m.family) for m in decision.models] == [
         ("qwq:32b", "qwq"),
         ("gemma3:27b", "gemma3"),
     ]
     assert all(m.fits for m in decision.models)
+    # the first grows its context only while the second still fits beside it
+    assert decision.models[1].num_ctx == 8192
+    together = sum(m.need_mib for m in decision.models)
+    assert together <= 81920 - POLICY.gpu_overhead_mib
+    assert decision.max_loaded_models == 2
+    assert "with gemma3:27b at num_ctx 8192 beside it" in decision.reason
+
+
+def test_a_tier_model_that_does_not_fit_beside_the_first_is_left_out_and_said():
+    # the example inventory's old medium tier: two 32B models on one 24 GB card
+    policy = tp.policy_from_config({"tier_models": {"medium": ["deepseek-r1:32b", "qwq:32b"]}})
+    decision = tp.decide(policy, slots(24564))
+    assert [m.name for m in decision.models] == ["deepseek-r1:32b"]
+    assert decision.left_out == ("qwq:32b",)
+    assert decision.max_loaded_models == 1
+    assert "left out (no room beside the first model): qwq:32b (needs 21122 MiB" in (
+        decision.reason
+    )
+    # on an 80 GB card (pinned to the tier) both fit: nothing is left out
+    roomy = tp.decide(policy, slots(81920), tp.Overrides(tier="medium"))
+    assert [m.name for m in roomy.models] == ["deepseek-r1:32b", "qwq:32b"]
 
 
 def test_context_cap_limits_num_ctx_and_can_admit_a_larger_tier():
@@ -299,7 +360,8 @@ def test_memory_na_is_unreachable_with_an_actionable_reason_unless_pinned():
     probe += "@@begin lspci\n@@rc 0\n@@end\n"
     plan = tp.classify(ns.parse_probe_output(probe))
     assert (plan.status, plan.tier) == (tp.STATUS_UNREACHABLE, None)
-    assert "memory cannot be sized" in plan.reason
+    # The probe lacks /proc/meminfo: the shared memory cannot be sized from the host's RAM.
+    assert "shares the host's memory" in plan.reason and "MemTotal" in plan.reason
     assert "gpu_tier_pin" in plan.reason
     pinned = tp.classify(ns.parse_probe_output(probe), POLICY, tp.Overrides(tier="medium"))
     assert (pinned.status, pinned.tier, pinned.decision.placement) == ("gpu", "medium", "unknown")
@@ -382,3 +444,167 @@ def test_host_variables_and_json_shape():
         ["deepseek-r1:70b"],
         None,
     )
+
+
+# ------------------------------------------------------------------------------ one decision
+
+
+def test_the_server_settings_come_from_the_decision():
+    variables = tp.classify(report("lab-h100x8.txt")).to_vars()
+    assert {k: variables[k] for k in tp.SERVICE_VARS} == {
+        "gpu_tier_num_parallel": 1,
+        "gpu_tier_kv_cache_type": "f16",
+        "gpu_tier_context_length": 32768,
+        "gpu_tier_max_loaded_models": 1,
+    }
+    assert variables["gpu_tier_context_length"] == variables["ollama_models"][0]["num_ctx"]
+
+
+def test_the_context_length_is_the_smallest_any_model_was_fitted_at():
+    decision = tp.decide(POLICY, slots(81920), tp.Overrides(models=("qwq:32b", "gemma3:27b")))
+    assert decision.context_length == min(m.num_ctx for m in decision.models) == 8192
+    assert decision.num_ctx > decision.context_length
+
+
+def test_a_quantized_kv_cache_is_used_only_where_flash_attention_works():
+    q8 = tp.policy_from_config({"kv_cache_type": "q8_0"})
+    card = tp.decide(q8, slots(24564))
+    assert (card.kv_cache_type, card.num_ctx) == (
+        "q8_0",
+        16384,
+    )  # half the cache: twice the context
+    assert card.service_vars()["gpu_tier_kv_cache_type"] == "q8_0"
+    # deepseek2 (671b): keys 192, values 128, so no flash attention and no quantized cache
+    hgx = tp.decide(q8, slots(*(81559,) * 8))
+    assert hgx.kv_cache_type == "f16"
+    assert hgx.num_ctx == tp.decide(POLICY, slots(*(81559,) * 8)).num_ctx
+    assert "KV cache f16, not q8_0: deepseek-r1:671b cannot use flash attention" in hgx.reason
+    assert not POLICY.model("deepseek-r1:671b").flash_attention
+    assert POLICY.model("deepseek-r1:32b").flash_attention
+
+
+def test_num_parallel_multiplies_the_cache_the_fit_reserves():
+    two = tp.policy_from_config({"num_parallel": 2})
+    decision = tp.decide(two, slots(40960))
+    single = tp.decide(POLICY, slots(40960))
+    assert (decision.num_parallel, decision.num_ctx) == (2, single.num_ctx)
+    spec = POLICY.model("deepseek-r1:32b")
+    assert decision.need_mib - single.need_mib == spec.kv_cache_mib(32768)
+    # a 24 GB card holds one 8192-token cache beside the 32B weights, not two
+    assert tp.decide(two, slots(24564)).tier == "small"
+
+
+def test_a_host_without_a_tier_gets_no_server_settings():
+    variables = tp.classify(report("lab-nodriver.txt")).to_vars()
+    assert {k: variables[k] for k in tp.SERVICE_VARS} == dict.fromkeys(tp.SERVICE_VARS)
+
+
+# ------------------------------------------------------------------------------ the driver floor
+
+
+def test_a_driver_older_than_the_ollama_release_needs_is_driver_needed_not_a_tier():
+    plan = tp.classify(report("lab-t4.txt"))
+    assert (plan.status, plan.tier) == (tp.STATUS_DRIVER_NEEDED, None)
+    assert plan.groups == ["gpu", "gpu_driver_needed"]
+    assert not plan.unreadable  # the driver works: drivers.yml may upgrade it
+    assert (
+        "GPU 0 (Tesla T4, compute capability 7.5) has driver 535.183.01 (branch 535); "
+        "Ollama 0.32.15 needs 550 or newer"
+    ) in plan.reason
+    assert "playbooks/drivers.yml" in plan.reason
+    assert plan.gpu_count == 1 and plan.to_vars()["ollama_models"] is None
+
+
+def test_the_floor_follows_the_ollama_version_of_the_host():
+    assert tp.classify(report("lab-t4.txt"), ollama_version="0.20.0").tier == "small"  # 531+
+    assert tp.classify(report("lab-t4.txt"), ollama_version=None).tier == "small"  # not checked
+    with pytest.raises(tp.PolicyError, match="ollama_version 'latest' is not a release version"):
+        tp.classify(report("lab-t4.txt"), ollama_version="latest")
+
+
+def test_maxwell_and_pascal_need_570_and_are_left_out_alone_on_a_mixed_host():
+    pascal = ParsedGpu(0, "Tesla P40", 24576, driver_version="560.35.03", compute_cap="6.1")
+    ampere = ParsedGpu(1, "NVIDIA A10G", 23028, driver_version="560.35.03", compute_cap="8.6")
+    plan = tp.classify(gpu_report(pascal, ampere))
+    assert (plan.status, plan.tier) == (tp.STATUS_GPU, "medium")
+    assert plan.decision.usable_mib == 23028 - POLICY.gpu_overhead_mib  # the A10G alone
+    assert "GPU 0 (Tesla P40, compute capability 6.1) has driver 560.35.03" in plan.reason
+    assert any("needs 570 or newer: Ollama leaves it out" in w for w in plan.warnings)
+    alone = tp.classify(gpu_report(pascal))
+    assert alone.status == tp.STATUS_DRIVER_NEEDED
+
+
+def test_eight_identical_gpus_with_an_old_driver_make_one_line():
+    h100 = [
+        ParsedGpu(i, "NVIDIA H100 80GB HBM3", 81559, driver_version="535.54.03", compute_cap="9.0")
+        for i in range(8)
+    ]
+    plan = tp.classify(gpu_report(*h100))
+    assert "GPU 0, 1, 2, 3, 4, 5, 6, 7 (NVIDIA H100 80GB HBM3, compute capability 9.0) have " in (
+        plan.reason
+    )
+
+
+# ------------------------------------------------------------------------------ memory
+
+
+def test_a_unified_memory_gpu_is_sized_from_the_hosts_ram_minus_the_reserve():
+    gb10 = ParsedGpu(
+        0, "NVIDIA GB10", None, driver_version="580.95.05", compute_cap="12.1",
+        memory_status="unified",
+    )  # fmt: skip
+    plan = tp.classify(gpu_report(gb10, memory_mib=122570))
+    assert (plan.status, plan.tier) == (tp.STATUS_GPU, "large")
+    usable = 122570 - POLICY.unified_memory_reserve_mib - POLICY.gpu_overhead_mib
+    assert plan.decision.usable_mib == usable
+    assert (
+        "GPU 0 sized from unified memory: 122570 MiB RAM - 16384 MiB unified_memory_reserve_mib"
+        " = 106186 MiB"
+    ) in plan.reason
+    tighter = tp.policy_from_config({"unified_memory_reserve_mib": 105000})
+    assert tp.classify(gpu_report(gb10, memory_mib=122570), tighter).tier == "small"
+
+
+def test_a_unified_memory_gpu_on_a_host_whose_ram_is_unknown_is_not_guessed():
+    gb10 = ParsedGpu(0, "NVIDIA GB10", None, compute_cap="12.1", memory_status="unified")
+    plan = tp.classify(gpu_report(gb10, memory_mib=None))
+    assert (plan.status, plan.tier) == (tp.STATUS_UNREACHABLE, None)
+    assert "shares the host's memory" in plan.reason and "MemTotal" in plan.reason
+
+
+def test_a_query_without_memory_total_counts_the_gpus_and_says_why_there_is_no_tier():
+    gpus = [ParsedGpu(i, "NVIDIA L40S", None, memory_status="absent") for i in range(2)]
+    plan = tp.classify(gpu_report(*gpus))
+    assert (plan.status, plan.tier, plan.gpu_count) == (tp.STATUS_UNREACHABLE, None, 2)
+    assert "2 GPU(s) counted, memory unknown: the nvidia-smi query has no memory.total" in (
+        plan.reason
+    )
+    assert "memory.total" in plan.reason and "gpu_tier_pin" in plan.reason
+
+
+@pytest.mark.parametrize("status", ["unsupported", "error", "unknown"])
+def test_memory_that_cannot_be_read_is_unreachable_unless_pinned(status):
+    gpu = ParsedGpu(
+        0, "NVIDIA A10G", None, driver_version="570.133.20", notes=("memory.total is '[N/A]'",),
+        memory_status=status,
+    )  # fmt: skip
+    plan = tp.classify(gpu_report(gpu))
+    assert (plan.status, plan.tier) == (tp.STATUS_UNREACHABLE, None)
+    assert "memory cannot be sized" in plan.reason
+    pinned = tp.classify(gpu_report(gpu), POLICY, tp.Overrides(tier="medium"))
+    assert (pinned.tier, pinned.decision.placement) == ("medium", "unknown")
+
+
+def test_gpu_records_without_memory_status_read_as_before():
+    plain = ns.GpuDevice(0, "NVIDIA A10G", None)
+    assert tp.gpu_memory_status(plain) == "unknown"
+    assert tp.gpu_memory_status(replace(plain, memory_mib=23028)) == "reported"
+    assert tp.gpu_memory_status(ParsedGpu(0, "GB10", None, memory_status="unified")) == "unified"
+
+
+def test_the_gb10_query_gets_a_tier_from_the_hosts_ram():
+    query = (FIXTURES / "query-gb10-memory-na.txt").read_text()
+    probe = f"@@localllm-probe 1\n@@begin nvidia-smi-query\n{query}@@rc 0\n"
+    probe += "@@begin lspci\n@@rc 0\n@@begin meminfo\nMemTotal: 125512704 kB\n@@rc 0\n@@end\n"
+    plan = tp.classify(ns.parse_probe_output(probe))
+    assert (plan.status, plan.tier) == (tp.STATUS_GPU, "large")

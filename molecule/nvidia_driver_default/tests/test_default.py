@@ -193,8 +193,16 @@ def test_a_host_without_gpus_gets_nothing(host, expected):
         "/etc/apt/preferences.d/localllm-fleet-nvidia-driver.pref",
         "/etc/modprobe.d/localllm-fleet-blacklist-nouveau.conf",
         "/etc/apt/sources.list.d/cuda-debian12-x86_64.list",
+        "/etc/modules-load.d/localllm-fleet-nvidia.conf",
     ):
         assert not host.file(path).exists, path
+
+
+def test_cuda_kernel_modules_load_at_boot(host, gpu_host):
+    modules = host.file("/etc/modules-load.d/localllm-fleet-nvidia.conf")
+    assert (modules.user, modules.group, modules.mode) == ("root", "root", 0o644)
+    lines = [line for line in modules.content_string.splitlines() if not line.startswith("#")]
+    assert lines == ["nvidia-uvm"]
 
 
 # ------------------------------------------------------------------ playbook-level checks
@@ -261,6 +269,51 @@ def test_gpu_tier_moves_the_nodriver_host_from_driver_needed_to_a_tier(host, gpu
     status = after["_meta"]["hostvars"][name]["gpu_probe_status"]
     # ansible-inventory marks probe output as unsafe: {"__ansible_unsafe": "gpu"}
     assert (status.get("__ansible_unsafe") if isinstance(status, dict) else status) == "gpu"
+
+
+def test_gpu_tier_keeps_the_host_with_driver_535_out_of_the_tiers(host, gpu_tier_listings):
+    name = host.backend.get_hostname()
+    if name != "nvd-t4-debian12":
+        pytest.skip("the host with driver 535")
+    for listing in gpu_tier_listings:  # its profile's 535 before, Debian's 535 after
+        groups = gpu_tier_groups(listing)
+        assert name in groups["gpu_driver_needed"]
+        assert not any(
+            name in hosts for group, hosts in groups.items() if group.startswith("tier_")
+        )
+        reason = listing["_meta"]["hostvars"][name]["gpu_tier_reason"]
+        reason = reason.get("__ansible_unsafe") if isinstance(reason, dict) else reason
+        assert re.search(
+            r"GPU 0 \(Tesla T4, compute capability 7\.5\) has driver 535\.\d+\.\d+ "
+            r"\(branch 535\); Ollama 0\.32\.15 needs 550 or newer",
+            reason,
+        ), reason
+
+
+@pytest.fixture(scope="session")
+def floor_run():
+    return run_playbook(
+        "converge.yml",
+        extra_vars={"nvidia_driver_check_ollama_floor": True},
+        limit="nvd-t4-debian12",
+    )
+
+
+def test_branch_535_is_refused_for_ollama_0_32_15(host, floor_run):
+    name = host.backend.get_hostname()
+    if name != "nvd-t4-debian12":
+        pytest.skip("the host with driver 535")
+    assert floor_run.rc != 0
+    assert floor_run.recap[name]["failed"] == 1
+    assert floor_run.recap[name]["changed"] == 0
+    text = " ".join(floor_run.output.split())
+    assert (
+        "nvidia_driver_branch 535 is older than Ollama 0.32.15 needs on nvd-t4-debian12's "
+        "GPUs (turing): 550 or newer" in text
+    ), floor_run.output[-3000:]
+    assert "Debian 12's own archive only has branch 535: use nvidia_driver_source: cuda" in text
+    assert "Nothing was changed." in text
+    assert installed(host, "nvidia-kernel-dkms") is not None
 
 
 def test_drivers_playbook_targets_the_gpu_hosts_of_gpu_tier(host):

@@ -98,3 +98,52 @@ def test_check_mode_on_converged_host_changes_nothing(host):
     assert run.rc == 0, run.output[-3000:]
     assert run.recap, run.output[-3000:]
     assert run.changed() == 0, run.output[-3000:]
+
+
+# ------------------------------------------------------------------ the GPU host's unit
+# What a container can show; the GPUs themselves only a GPU host (docs/ollama-gpu.md).
+
+DEVICE_GROUPS = ["nvidia-frontend", "nvidia", "nvidiactl", "nvidia-uvm", "nvidia-caps", "drm"]
+
+
+def test_device_rules_as_systemd_parses_them(host):
+    words = host.check_output("systemctl show ollama -p DeviceAllow --value").split()
+    rules = list(zip(words[::2], words[1::2], strict=True))
+    # systemd resolves char-<group> against /proc/devices when the service starts; the names
+    # of drivers before 550.40 (nvidia-frontend) and after (nvidia, nvidiactl) are both there.
+    # (systemd lists them newest first, and adds its own: char-rtc r for ProtectClock=yes.)
+    ours = [rule for rule in rules if rule[0].removeprefix("char-") in DEVICE_GROUPS]
+    assert sorted(ours) == sorted((f"char-{group}", "rw") for group in DEVICE_GROUPS), rules
+    assert all(rule in ours or rule[1] == "r" for rule in rules), rules  # nothing else writable
+    assert host.check_output("systemctl show ollama -p DevicePolicy --value") == "closed"
+
+
+def test_it_starts_after_the_gpus_are_ready(host):
+    after = host.check_output("systemctl show ollama -p After --value").split()
+    wants = host.check_output("systemctl show ollama -p Wants --value").split()
+    assert {"nvidia-persistenced.service", "nvidia-fabricmanager.service"} <= set(after)
+    assert "nvidia-persistenced.service" in wants
+    pre = host.check_output("systemctl show ollama -p ExecStartPre --value")
+    # the device files, created outside the sandbox; a missing nvidia-modprobe is no failure
+    assert "argv[]=/usr/bin/nvidia-modprobe -c=0 ;" in pre, pre
+    assert "argv[]=/usr/bin/nvidia-modprobe -u -c=0 ;" in pre, pre
+    assert pre.count("ignore_errors=yes") == 2, pre
+    assert host.service("ollama").is_running  # here there is no nvidia-modprobe
+
+
+def test_ollama_found_the_profiles_gpu(host):
+    log = host.check_output("journalctl -u ollama --no-pager -o cat")
+    assert 'msg="inference compute"' in log and "library=CUDA" in log
+    assert 'description="NVIDIA GeForce RTX 4090"' in log
+
+
+def test_a_quantized_cache_without_flash_attention_is_refused(host):
+    if host.backend.get_hostname() != "ollama-debian12":
+        pytest.skip("checked once")
+    run = run_playbook(
+        "converge.yml",
+        extra_vars={"ollama_kv_cache_type": "q8_0", "ollama_flash_attention": False},
+        limit="ollama-debian12",
+    )
+    assert run.rc != 0 and run.changed() == 0, run.output[-3000:]
+    assert "ollama_kv_cache_type q8_0 needs flash attention" in " ".join(run.output.split())

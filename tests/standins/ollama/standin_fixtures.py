@@ -58,6 +58,7 @@ def broken_artifact(tmp_path_factory: pytest.TempPathFactory, worker_id: str) ->
         if not (prefix / "bin" / "ollama").exists():
             build_artifact(root, "0.32.16", "http500")
             build_artifact(root, "0.32.16", "exit")
+            build_artifact(root, "0.32.17", "inference")
     return root
 
 

@@ -9,12 +9,51 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ggufinfo, gotemplate, names, store
+from . import envconfig, ggufinfo, gotemplate, names, store
 from .goformat import go_sharp_v, go_v, human_number
 from .gojson import F32, GoMap, encode_line, from_json_value
 from .names import Name
 
 DEFAULT_TEMPLATE = "{{ .Prompt }}"
+
+
+def _chat_template_capabilities(chat_template: str) -> list[str]:
+    """chatTemplateCapabilities: what a GGUF's Jinja chat template supports."""
+    caps = []
+    if not chat_template:
+        return caps
+    if "tools" in chat_template or "tool_call" in chat_template:
+        caps.append("tools")
+    splits = "content.split('</think>')" in chat_template
+    splits = splits or 'content.split("</think>")' in chat_template
+    if ("<think>" in chat_template and "</think>" in chat_template) or (
+        splits and "reasoning_content" not in chat_template and "<SPECIAL_12>" not in chat_template
+    ):
+        caps.append("thinking")
+    return caps
+
+
+def _chat_template_round_trip(chat_template: str) -> bool:
+    """chatTemplateHasToolRoundTrip: it renders tool calls and their results."""
+    if not _chat_template_capabilities(chat_template).count("tools"):
+        return False
+    calls = "tool_calls" in chat_template or "assistant_tool_call" in chat_template
+    results = any(
+        marker in chat_template
+        for marker in (
+            "tool_response",
+            "tool_results",
+            "role'] == 'tool'",
+            'role\'] == "tool"',
+            "role\"] == 'tool'",
+            'role"] == "tool"',
+            "message.role == 'tool'",
+            'message.role == "tool"',
+            "ipython",
+        )
+    )
+    return calls and results
+
 
 Progress = Callable[[dict], None]
 
@@ -65,7 +104,62 @@ class Model:
         except (ggufinfo.GGUFError, OSError):
             return None
 
+    def _template_capabilities(self) -> list[str]:
+        """goTemplateCapabilities: .Tools -> tools, .Suffix -> insert, thinking tags."""
+        tmpl = self.parsed_template()
+        if tmpl is None:
+            return []
+        caps = []
+        variables = tmpl.vars()
+        if "tools" in variables:
+            caps.append("tools")
+        if "suffix" in variables:
+            caps.append("insert")
+        opening, closing = tmpl.infer_thinking_tags()
+        if opening and closing:
+            caps.append("thinking")
+        return caps
+
+    def _prefers_chat_template(self, chat_template: str) -> bool:
+        """GetModel's PreferChatTemplate (OLLAMA_GO_TEMPLATE unset, no renderer or parser): the
+        GGUF's chat template wins over a TEMPLATE that gives fewer capabilities, unless the
+        TEMPLATE round-trips tool calls and the chat template does not."""
+        if (
+            envconfig.var("OLLAMA_GO_TEMPLATE")
+            or not self.has_template
+            or not chat_template
+            or self.config.get("renderer")
+            or self.config.get("parser")
+        ):
+            return False
+        chat = _chat_template_capabilities(chat_template)
+        go = self._template_capabilities()
+        raw = self.template
+        go_round_trip = (
+            "tools" in go
+            and "toolcalls" in (self.parsed_template().vars() if self.parsed_template() else [])
+            and ('eq .Role "tool"' in raw or "tool_response" in raw or "TOOL_RESULTS" in raw)
+        )
+        chat_round_trip = _chat_template_round_trip(chat_template)
+        if len(chat) > len(go):
+            return not go_round_trip or chat_round_trip
+        if sorted(chat) != sorted(go) or "tools" not in chat:
+            return False
+        return chat_round_trip and not go_round_trip
+
+    def _uses_go_template(self, chat_template: str) -> bool:
+        """shouldUseGoTemplate: a TEMPLATE renders the chat (OLLAMA_GO_TEMPLATE, default on)."""
+        if not self.has_template:
+            return False
+        go_template = envconfig.env_bool("OLLAMA_GO_TEMPLATE", True)
+        if envconfig.var("OLLAMA_GO_TEMPLATE"):
+            return go_template
+        return go_template and not self._prefers_chat_template(chat_template)
+
     def capabilities(self) -> list[str]:
+        """Model.Capabilities at v0.32.15 (server/images.go): the config's, the GGUF's (its
+        chat template's when that renders the chat), a projector's, the TEMPLATE's when it
+        renders the chat, gpt-oss's thinking."""
         caps: list[str] = []
 
         def add(cap: str) -> None:
@@ -75,28 +169,26 @@ class Model:
         for cap in self.config.get("capabilities") or []:
             add(str(cap))
         info = self.gguf()
+        chat_template = ""
         if info is not None:
-            chat_template = info.get("tokenizer.chat_template")
-            if isinstance(chat_template, str) and chat_template and not self.has_template:
-                if "tools" in chat_template or "tool_call" in chat_template:
-                    add("tools")
-                if "<think>" in chat_template and "</think>" in chat_template:
-                    add("thinking")
+            value = info.get("tokenizer.chat_template")
+            chat_template = value if isinstance(value, str) else ""
+        uses_go = self._uses_go_template(chat_template)
+        rendered_by_ollama = uses_go or self.config.get("renderer") or self.config.get("parser")
+        if info is not None:
+            if not rendered_by_ollama:
+                for cap in _chat_template_capabilities(chat_template):
+                    add(cap)
             add("embedding" if info.arch_value("pooling_type") is not None else "completion")
             if info.arch_value("vision.block_count") is not None:
                 add("vision")
+            if info.arch_value("audio.block_count") is not None:
+                add("audio")
         if self.projector_paths:
             add("vision")
-        tmpl = self.parsed_template()
-        if tmpl is not None:
-            variables = tmpl.vars()
-            if "tools" in variables:
-                add("tools")
-            if "suffix" in variables:
-                add("insert")
-            opening, closing = tmpl.infer_thinking_tags()
-            if opening and closing:
-                add("thinking")
+        if uses_go or not self.has_template:
+            for cap in self._template_capabilities():
+                add(cap)
         if self.config.get("model_family") in ("gptoss", "gpt-oss"):
             add("thinking")
         return caps

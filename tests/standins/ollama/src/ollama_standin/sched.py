@@ -1,9 +1,14 @@
 """Loaded models, keep-alive and GPU placement (server/sched.go, in outline).
 
 GPUs are discovered through `nvidia-smi` (the lab's hosts simulate their hardware with a
-stand-in nvidia-smi; real Ollama asks the CUDA driver). CUDA_VISIBLE_DEVICES filters them.
-A "loaded" model costs nothing here; its reported size is the blob size plus the KV cache its
-context would need, and it sits in VRAM when that fits.
+stand-in nvidia-smi; real Ollama asks the CUDA driver). CUDA_VISIBLE_DEVICES filters them,
+and so does the driver floor of discover/cuda_compat.go (550+, 570+ for compute capability
+below 7.0). A "loaded" model costs nothing here; its reported size is what the model stands
+for (the GGUF's size, or for the lab's tiny GGUFs the weights its parameter count implies at
+Q4_K_M) plus the KV cache of its context, placed as Ollama places it: on one GPU when it fits
+there, else spread over all, and the layers that do not fit on the CPU (size_vram < size).
+A further model that does not fit beside the loaded ones makes the scheduler unload the idle
+one with the shortest keep-alive first (findRunnerToUnload), as upstream does.
 """
 
 from __future__ import annotations
@@ -26,19 +31,47 @@ class GPU:
     name: str
     total: int  # bytes
     used: int
+    driver: str = ""  # e.g. 550.54.15 ("" when nvidia-smi did not say)
+    compute: str = ""  # e.g. 9.0
+    bus: str = ""
+
+    @property
+    def driver_major(self) -> int:
+        head = self.driver.split(".", 1)[0]
+        return int(head) if head.isdigit() else 0
+
+    @property
+    def compute_major(self) -> int:
+        head = self.compute.split(".", 1)[0]
+        return int(head) if head.isdigit() else 0
 
 
-def discover_gpus() -> list[GPU]:
+#: discover/cuda_compat.go at v0.32.15: the CUDA 12 build's compressed fatbins need 550+, and
+#: the PTX it JIT-compiles for Maxwell and Pascal (compute capability 5.x, 6.x) 570+.
+MIN_DRIVER = 550
+MIN_DRIVER_LEGACY = 570
+#: Ollama keeps this much of each CUDA GPU free (ml.DeviceInfo.MinimumMemory).
+MINIMUM_MEMORY = 457 << 20
+#: What a Q4_K_M GGUF holds per parameter (the library's 404 GB for 671B, 20 GB for 32.8B).
+Q4_K_M_BYTES_PER_PARAMETER = 0.6
+
+_QUERY = "index,uuid,name,memory.total,memory.used,driver_version,compute_cap,pci.bus_id"
+
+
+def _field(parts: list[str], index: int) -> str:
+    value = parts[index] if index < len(parts) else ""
+    return "" if value.startswith("[") or value in ("N/A", "") else value
+
+
+def discover_gpus(warn=None) -> list[GPU]:
+    """The CUDA devices Ollama would use: nvidia-smi's GPUs, CUDA_VISIBLE_DEVICES, and the
+    driver floor (a GPU whose driver is too old is left out, with Ollama's warning)."""
     binary = shutil.which("nvidia-smi")
     if not binary:
         return []
     try:
         proc = subprocess.run(
-            [
-                binary,
-                "--query-gpu=index,uuid,name,memory.total,memory.used",
-                "--format=csv,noheader,nounits",
-            ],
+            [binary, f"--query-gpu={_QUERY}", "--format=csv,noheader,nounits"],
             capture_output=True,
             text=True,
             timeout=10,
@@ -61,6 +94,9 @@ def discover_gpus() -> list[GPU]:
                     parts[2],
                     int(float(parts[3])) << 20,
                     int(float(parts[4])) << 20,
+                    _field(parts, 5),
+                    _field(parts, 6),
+                    _field(parts, 7),
                 )
             )
         except ValueError:
@@ -69,7 +105,32 @@ def discover_gpus() -> list[GPU]:
     if visible:
         wanted = [v.strip() for v in visible.split(",")]
         gpus = [g for g in gpus if str(g.index) in wanted or g.uuid in wanted]
-    return gpus
+    kept = []
+    for gpu in gpus:
+        driver = gpu.driver_major
+        if not driver:  # "could not verify NVIDIA driver compatibility": devices kept
+            kept.append(gpu)
+            continue
+        required = None
+        if driver < MIN_DRIVER:
+            required = f"{MIN_DRIVER} or newer"
+        elif driver < MIN_DRIVER_LEGACY and 0 < gpu.compute_major < 7:
+            required = f"{MIN_DRIVER_LEGACY} or newer"
+        if required is None:
+            kept.append(gpu)
+        elif warn is not None:
+            warn(
+                f'msg="NVIDIA driver too old" device="{gpu.name}" compute={gpu.compute} '
+                f'driver={driver} required_driver="{required}"'
+            )
+    return kept
+
+
+def weights_bytes(file_size: int, sizes: list[str]) -> int:
+    """What the model's weights take in memory: the GGUF's size, or, for one of the lab's
+    tiny GGUFs that stand for a real model, the size that model's parameter count implies."""
+    parameters = next((p for p in map(_parameters, sizes) if p >= 1e8), 0.0)
+    return max(int(file_size), int(parameters * Q4_K_M_BYTES_PER_PARAMETER))
 
 
 # Memory bandwidth (GB/s) of the GPUs the lab simulates; decoding a token reads the model's
@@ -151,6 +212,40 @@ class Runner:
     expires_at_ns: int = 0
     refs: int = 0
     loaded_at_ns: int = field(default_factory=time.time_ns)
+    gpu_use: dict[int, int] = field(default_factory=dict)  # GPU index -> bytes taken there
+
+
+def place(gpus: list[GPU], taken: dict[int, int], size: int, layers: int) -> dict[int, int]:
+    """Bytes per GPU for a model of `size` in `layers` layers (llm/memory.go in outline): the
+    GPU with the most free memory when the whole model fits there, else whole layers spread
+    over the GPUs by free memory; the layers that fit nowhere stay on the CPU."""
+    free = {
+        g.index: max(
+            g.total - g.used - MINIMUM_MEMORY - envconfig.gpu_overhead() - taken.get(g.index, 0),
+            0,
+        )
+        for g in gpus
+    }
+    if not free:
+        return {}
+    best = max(free, key=lambda i: free[i])
+    if size <= free[best] and not envconfig.env_bool("OLLAMA_SCHED_SPREAD"):
+        return {best: size}
+    layers = max(layers, 1)
+    layer = -(-size // layers)
+    use: dict[int, int] = {}
+    left = layers
+    for index in sorted(free, key=lambda i: -free[i]):
+        fit = min(left, free[index] // layer)
+        if fit:
+            use[index] = fit * layer
+            left -= fit
+        if not left:
+            break
+    if not left:  # every layer on a GPU: the rounding of layer sizes is no real memory
+        last = list(use)[-1]
+        use[last] -= sum(use.values()) - size
+    return use
 
 
 class Scheduler:
@@ -165,8 +260,25 @@ class Scheduler:
         self._thread.start()
 
     def vram_free(self) -> int:
-        total = sum(max(g.total - g.used - envconfig.gpu_overhead(), 0) for g in self.gpus)
+        total = sum(
+            max(g.total - g.used - MINIMUM_MEMORY - envconfig.gpu_overhead(), 0) for g in self.gpus
+        )
         return total - sum(r.size_vram for r in self.runners.values())
+
+    def taken(self) -> dict[int, int]:
+        use: dict[int, int] = {}
+        for runner in self.runners.values():
+            for index, amount in runner.gpu_use.items():
+                use[index] = use.get(index, 0) + amount
+        return use
+
+    def _victim(self) -> Runner | None:
+        """findRunnerToUnload: the idle runner with the shortest keep-alive (then by name);
+        none idle: None (the caller waits)."""
+        order = sorted(
+            self.runners.values(), key=lambda r: (min(r.session_ns, MAX_DURATION), r.name)
+        )
+        return next((r for r in order if r.refs == 0), None)
 
     def max_runners(self) -> int:
         configured = envconfig.max_loaded_models()
@@ -175,7 +287,8 @@ class Scheduler:
         return 3 * max(len(self.gpus), 1)
 
     def acquire(self, name: str, build: Any, session_ns: int | None) -> Runner:
-        """Get (loading if needed) the runner for `name`; build() returns a new Runner."""
+        """Get (loading if needed) the runner for `name`; build(taken) returns a new Runner
+        placed beside what the loaded runners take of each GPU."""
         with self.lock:
             if self.pending >= envconfig.max_queue():
                 raise QueueFull()
@@ -184,17 +297,36 @@ class Scheduler:
             with self.lock:
                 runner = self.runners.get(name)
                 if runner is None:
-                    while len(self.runners) >= self.max_runners():
-                        idle = [r for r in self.runners.values() if r.refs == 0]
-                        if not idle:
-                            self.lock.wait(0.1)
+                    while True:
+                        if len(self.runners) >= self.max_runners():
+                            victim = self._victim()
+                            if victim is None:
+                                self.lock.wait(0.1)
+                                continue
+                            self.log(
+                                "DEBUG",
+                                'msg="max runners achieved, unloading one to make room"',
+                            )
+                            self._unload(victim)
                             continue
-                        victim = min(idle, key=lambda r: r.expires_at_ns or r.loaded_at_ns)
-                        self._unload(victim)
-                    runner = build(self.vram_free())
+                        runner = build(self.taken())
+                        if self.runners and self.gpus and runner.size_vram < runner.size:
+                            # requireFull: another model loads only when it fits entirely
+                            # beside the loaded ones; else the shortest keep-alive goes.
+                            victim = self._victim()
+                            if victim is not None:
+                                self.log(
+                                    "INFO",
+                                    'msg="model predicted to exceed available memory, '
+                                    f'evicting" model={runner.short} evicting={victim.short}',
+                                )
+                                self._unload(victim)
+                                continue
+                        break
                     self.runners[name] = runner
                 runner.refs += 1
-                runner.session_ns = envconfig.keep_alive_ns() if session_ns is None else session_ns
+                if session_ns is not None:  # useLoadedRunner: only a request's own keep_alive
+                    runner.session_ns = session_ns
                 return runner
         finally:
             with self.lock:

@@ -179,7 +179,8 @@ def bind(body: bytes, schema: dict[str, Any], struct_name: str) -> dict[str, Any
 class OllamaServer:
     def __init__(self, listen_addr: tuple[str, int]) -> None:
         self.listen_addr = listen_addr
-        self.gpus = sched.discover_gpus()
+        self.gpu_warnings: list[str] = []
+        self.gpus = sched.discover_gpus(self.gpu_warnings.append)
         self.default_num_ctx = sched.default_num_ctx(self.gpus)
         self.scheduler = sched.Scheduler(self.gpus, log)
         self.no_prune = envconfig.no_prune()
@@ -259,39 +260,53 @@ class OllamaServer:
                     500, f"llama runner process has terminated: error loading model: {exc}"
                 ) from exc
 
-        def build(vram_free: int) -> sched.Runner:
+        def build(taken: dict[int, int]) -> sched.Runner:
             trained = int(info.arch_value("context_length") or 0) if info else 0
             num_ctx = opts.get("num_ctx") or self.default_num_ctx
             if trained and num_ctx > trained:
                 num_ctx = trained
-            size = os.path.getsize(model.model_path) if model.model_path else 0
+            file_size = os.path.getsize(model.model_path) if model.model_path else 0
+            details = model.details()
+            size = sched.weights_bytes(
+                file_size,
+                [
+                    details.get("parameter_size") or "",
+                    model.name.display_shortest().rsplit(":", 1)[-1],
+                    str(details.get("parent_model") or "").rsplit(":", 1)[-1],
+                ],
+            )
+            blocks = 1
             if info is not None:
-                blocks = int(info.arch_value("block_count") or 0)
+                blocks = int(info.arch_value("block_count") or 0) or 1
                 heads = int(info.arch_value("attention.head_count") or 1) or 1
                 heads_kv = int(info.arch_value("attention.head_count_kv") or heads)
                 embd = int(info.arch_value("embedding_length") or 0)
                 head_dim = int(
                     info.arch_value("attention.key_length") or (embd // heads if heads else 0)
                 )
-                kv_bytes = {"q8_0": 1.0, "q4_0": 0.5}.get(
+                kv_bytes = {"q8_0": 34 / 32, "q4_0": 18 / 32}.get(
                     envconfig.var("OLLAMA_KV_CACHE_TYPE"), 2.0
                 )
-                size += int(2 * blocks * num_ctx * heads_kv * head_dim * kv_bytes)
-            size_vram = min(size, max(vram_free, 0)) if self.gpus else 0
+                parallel = max(envconfig.num_parallel(), 1)
+                size += int(2 * blocks * num_ctx * parallel * heads_kv * head_dim * kv_bytes)
+            use = sched.place(self.gpus, taken, size, blocks + 1) if self.gpus else {}
+            size_vram = sum(use.values())
             log(
                 "INFO",
-                f'msg="loaded model" model={model.short_name} num_ctx={num_ctx} size={size}',
+                f'msg="loaded model" model={model.short_name} num_ctx={num_ctx} size={size} '
+                f"size_vram={size_vram} gpus={','.join(str(i) for i in sorted(use)) or 'cpu'}",
                 "sched.go:500",
             )
             return sched.Runner(
                 name=str(model.name),
                 short=model.short_name,
                 digest=model.digest,
-                details=model.details(),
+                details=details,
                 size=size,
                 size_vram=size_vram,
                 context_length=num_ctx,
                 session_ns=keep_alive if keep_alive is not None else envconfig.keep_alive_ns(),
+                gpu_use=use,
             )
 
         try:
@@ -545,6 +560,25 @@ class Handler(BaseHTTPRequestHandler):
             )
             return
         path = urllib.parse.urlsplit(self.path).path
+        if version.BROKEN == "inference" and path in (
+            "/api/chat",
+            "/api/generate",
+            "/v1/chat/completions",
+            "/v1/completions",
+        ):
+            # The server is up (/api/version answers) but no model runner starts: every load
+            # and every inference fails, as upstream reports a runner that dies at start.
+            self._read_body()
+            log(
+                "ERROR",
+                'msg="llama runner terminated" error="deliberately broken test build (inference)"',
+                "server.go:1",
+            )
+            self.send_error_json(
+                500,
+                "llama runner process has terminated: deliberately broken test build (inference)",
+            )
+            return
         if not self._cors_and_host():
             return
         if path.startswith("/api/blobs/") and path.count("/") == 3:
@@ -1534,20 +1568,29 @@ def serve() -> int:
         return 1
     app = OllamaServer((bind_host, httpd.server_address[1]))
     Handler.app = app
-    if app.gpus:
-        for gpu in app.gpus:
-            log(
-                "INFO",
-                f'msg="inference compute" id={gpu.uuid} library=CUDA name=CUDA{gpu.index} '
-                f'description="{gpu.name}" total="{gpu.total / (1 << 30):.1f} GiB" '
-                f'available="{(gpu.total - gpu.used) / (1 << 30):.1f} GiB"',
-                "types.go:42",
-            )
-    else:
+    for warning in app.gpu_warnings:
+        log("WARN", warning, "cuda_compat.go:70")
+    # discover/types.go LogDetails: one line per device, by free memory; the CPU without any
+    for gpu in sorted(app.gpus, key=lambda g: g.used - g.total):
         log(
             "INFO",
-            'msg="inference compute" id=cpu library=cpu compute="" name=cpu description=cpu',
-            "types.go:60",
+            f'msg="inference compute" id={gpu.uuid} filter_id="" library=CUDA '
+            f"compute={gpu.compute or go_quote('')} name=CUDA{gpu.index} "
+            f'description="{gpu.name}" libdirs=ollama,cuda_v12 driver="" '
+            f"pci_id={gpu.bus or go_quote('')} type=discrete "
+            f'total="{gpu.total / (1 << 30):.1f} GiB" '
+            f'available="{(gpu.total - gpu.used) / (1 << 30):.1f} GiB"',
+            "types.go:32",
+        )
+    if not app.gpus:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        log(
+            "INFO",
+            'msg="inference compute" id=cpu library=cpu compute="" name=cpu description=cpu '
+            'libdirs=ollama driver="" pci_id="" type="" '
+            f'total="{pages / (1 << 30):.1f} GiB" available="{free / (1 << 30):.1f} GiB"',
+            "types.go:50",
         )
     log(
         "INFO",
