@@ -284,7 +284,8 @@ def test_a_driver_that_stops_answering_sends_the_model_to_the_cpu_and_both_alert
     )
     load_model(h100)
     active, seconds = _fire(mon, wanted)
-    print(f"fired in {seconds:.1f} s: {sorted(active)}")
+    print(f"fired in {seconds:.1f} s (budget {FIRE_BUDGET} s): {sorted(active)}")
+    assert seconds <= FIRE_BUDGET, (seconds, sorted(active))
     assert [a["status"] for a in active["GpuDriverNotLoaded"]] == ["driver_not_loaded"]
     assert [a["model"] for a in active["ModelNotFullyOnGpu"]] == [MODEL]
     # No stale GPU values while nvidia-smi fails: its state, and no per-GPU series at all.
@@ -372,15 +373,6 @@ def test_every_dashboard_query_runs_on_this_prometheus(hosts):
     assert empty == [], empty
 
 
-# ------------------------------------------------------------------ runs that change nothing
-
-
-def test_a_check_run_on_the_converged_hosts_changes_nothing():
-    run = run_playbook("converge.yml", check=True, diff=True)
-    assert run.rc == 0, run.output[-3000:]
-    assert run.changed() == 0, run.output[-3000:]
-
-
 # ------------------------------------------------------------------ a monitoring host gone
 
 
@@ -389,8 +381,9 @@ def test_a_monitoring_host_that_is_gone_leaves_the_fleet_alone(hosts):
     # Gone without warning, as a crashed host would be.
     subprocess.run(["podman", "kill", "mon-server"], check=True, capture_output=True)
     try:
-        run = run_playbook("converge.yml")
-        # The fleet host's play runs to its end (and, converged, changes nothing).
+        # In check mode (--diff), which on the converged fleet host must predict no change:
+        # its play runs to the end whatever became of the monitoring host.
+        run = run_playbook("converge.yml", check=True, diff=True)
         assert run.recap["mon-h100"]["failed"] == 0 and run.recap["mon-h100"]["unreachable"] == 0
         assert run.changed("mon-h100") == 0, run.output[-3000:]
         assert run.recap["mon-server"]["unreachable"] == 1, run.recap
