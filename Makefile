@@ -16,10 +16,10 @@ export PY_COLORS ?= 0
 # Molecule scenarios to run (default: all of them), e.g. `make integration SCENARIOS=ollama_default`.
 SCENARIOS ?=
 
-.PHONY: help setup lint unit integration test demo lab-up lab-down lab-status collection clean
+.PHONY: help setup lint unit unit-py39 integration test demo lab-up lab-down lab-status collection clean
 
 help: ## this list
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 setup: ## the pinned toolchain in .venv (seconds when done)
 	@scripts/setup
@@ -34,10 +34,13 @@ lint: setup ## yamllint, ansible-lint (production profile), ruff check + format,
 unit: setup ## pytest unit and conformance tests (no lab needed)
 	pytest -q -n 2 tests/unit
 
+unit-py39: setup ## the host-side unit tests under Python 3.9 (Debian 11 container, built once)
+	tests/py39/run
+
 integration: setup lab-up ## molecule scenarios on the lab's images
 	$(PYTHON) scripts/molecule-run $(SCENARIOS)
 
-test: lint unit collection integration ## everything CI runs
+test: lint unit unit-py39 collection integration ## everything CI runs
 
 collection: setup ## build the collection tarball into build/
 	ansible-galaxy collection build --force --output-path build/ .

@@ -16,7 +16,9 @@ options:
     default: http://127.0.0.1:11434
   timeout:
     description:
-      - Seconds to wait for any single answer from Ollama.
+      - Seconds an answer from Ollama may take as a whole (a server that sends it one byte at
+        a time cannot hold the task longer); in a streamed answer, how long each line may
+        take. At least V(1).
     type: int
     default: 600
 """

@@ -51,7 +51,7 @@ def load_json(path: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a nesting bomb raises RecursionError
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -98,7 +98,8 @@ class DigestCache:
     def __init__(self, path: str | None = None, writable: bool = True) -> None:
         self.path = path or state_path(self.FILE)
         self.writable = writable
-        self._entries: dict[str, Any] = load_json(self.path).get("files", {})
+        files = load_json(self.path).get("files")
+        self._entries: dict[str, Any] = files if isinstance(files, dict) else {}
         self._new: dict[str, Any] = {}
 
     def get(self, path: str) -> str | None:

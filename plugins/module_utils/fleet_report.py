@@ -123,8 +123,14 @@ def _serving_text(serving: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _printable(text: object) -> str:
+    """Host-provided text without control characters (a GPU name or an error message with an
+    escape sequence would otherwise act on the operator's terminal)."""
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in str(text))
+
+
 def _cells(row: dict[str, str]) -> list[str]:
-    return [str(row.get(key, "")) for key, _ in COLUMNS]
+    return [_printable(row.get(key, "")) for key, _ in COLUMNS]
 
 
 def text_table(
@@ -138,20 +144,25 @@ def text_table(
     body = [_cells(row) for row in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        "  ".join(
+            cell.ljust(width)
+            for cell, width in zip(line, widths)  # noqa: B905 - one width per column; 3.9 lacks strict=
+        ).rstrip()
         for line in [header, *body]
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
-    above = [*(notes or []), ""] if notes else []
-    below = ["", "Hosts without a tier:", *(f"  {d}" for d in details)] if details else []
+    above = [*map(_printable, notes or []), ""] if notes else []
+    below = (
+        ["", "Hosts without a tier:", *(f"  {_printable(d)}" for d in details)] if details else []
+    )
     summary = serving_summary(serving)
     if summary:
-        below += _serving_text(summary)
+        below += [_printable(line) for line in _serving_text(summary)]
     return "\n".join([*above, *lines, *below])
 
 
 def _md(cell: str) -> str:
-    return cell.replace("|", "\\|").replace("\n", " ")
+    return _printable(cell.replace("|", "\\|").replace("\n", " "))
 
 
 def markdown(
@@ -162,8 +173,8 @@ def markdown(
     serving: dict[str, Any] | None = None,
 ) -> str:
     """The report as a Markdown document."""
-    lines = [f"# {title}", ""]
-    lines += [f"> {note}" for note in notes or []]
+    lines = [f"# {_printable(title)}", ""]
+    lines += [f"> {_printable(note)}" for note in notes or []]
     if notes:
         lines.append("")
     lines.append("| " + " | ".join(t for _, t in COLUMNS) + " |")

@@ -45,8 +45,8 @@ VERSION = 1
 INDEX = "index.json"
 _INDEX_LIMIT = 64 << 20
 _MANIFEST_LIMIT = 4 << 20
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_BLOB_MEMBER = re.compile(r"^blobs/sha256-([0-9a-f]{64})$")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")  # always fullmatch: "$" would allow a "\n"
+_BLOB_MEMBER = re.compile(r"blobs/sha256-([0-9a-f]{64})")
 _COPY_BLOCK = 4 << 20
 TEMP_PREFIX = ".localllm-bundle-"
 _STALE_SECONDS = 3600
@@ -61,6 +61,7 @@ __all__ = [
     "import_bundle",
     "manifest_blobs",
     "read_index",
+    "remove_unreferenced",
     "verify_bundle",
 ]
 
@@ -117,22 +118,43 @@ def manifest_member(name: ModelName) -> str:
     return "manifests/" + name.manifest_path()
 
 
+def _json(raw: bytes, what: str) -> Any:
+    """Parsed JSON; BundleError (never RecursionError or UnicodeDecodeError) otherwise."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise BundleError(f"{what} is nested too deeply to be one") from None
+    except ValueError as err:  # UnicodeDecodeError included
+        raise BundleError(f"{what} is not JSON: {_short(err)}") from None
+
+
+def _short(value: object, limit: int = 120) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _size(value: Any) -> bool:
+    """A byte count: an int (not a bool) from 0 up."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def manifest_blobs(raw: bytes, label: str) -> list[tuple[str, int]]:
     """(digest, size) of the config and every layer a manifest references."""
-    try:
-        data = json.loads(raw)
-    except ValueError as err:
-        raise BundleError(f"the manifest of {label} is not JSON: {err}") from err
+    data = _json(raw, f"the manifest of {label}")
     if not isinstance(data, dict):
         raise BundleError(f"the manifest of {label} is not a JSON object")
-    entries = [data.get("config") or {}, *(data.get("layers") or [])]
+    config, layers = data.get("config") or {}, data.get("layers") or []
+    if not isinstance(layers, list):
+        raise BundleError(f"the manifest of {label}: 'layers' must be a list")
     found: list[tuple[str, int]] = []
-    for entry in entries:
+    for entry in [config, *layers]:
         if not isinstance(entry, dict) or not entry.get("digest"):
             continue
         digest, size = str(entry["digest"]), entry.get("size")
-        if not _DIGEST.match(digest) or not isinstance(size, int) or size < 0:
-            raise BundleError(f"the manifest of {label} lists an invalid blob: {entry!r}")
+        if not _DIGEST.fullmatch(digest) or not _size(size):
+            raise BundleError(
+                f"the manifest of {label} lists an invalid blob: {_short(repr(entry))}"
+            )
         if digest not in (d for d, _ in found):
             found.append((digest, size))
     if not found:
@@ -145,31 +167,36 @@ def _sha256(data: bytes) -> str:
 
 
 def parse_index(raw: bytes) -> BundleIndex:
-    """Validate index.json: format, version, names, member paths, digests, sizes."""
-    try:
-        data = json.loads(raw)
-    except ValueError as err:
-        raise BundleError(f"{INDEX} is not JSON: {err}") from err
+    """Validate index.json: format, version, names, member paths, digests, sizes.
+
+    BundleError says what is wrong; callers prefix it with "<path> is not a model bundle".
+    """
+    data = _json(raw, INDEX)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise BundleError(f"not a model bundle: {INDEX} lacks format {FORMAT!r}")
+        raise BundleError(f"{INDEX} lacks format {FORMAT!r}")
     if data.get("version") != VERSION:
         raise BundleError(
-            f"bundle format version {data.get('version')!r} is not supported "
+            f"bundle format version {_short(repr(data.get('version')), 20)} is not supported "
             f"(this toolkit reads version {VERSION})"
         )
+    listed_blobs, listed_models = data.get("blobs") or [], data.get("models") or []
+    if not isinstance(listed_blobs, list):
+        raise BundleError(f"{INDEX}: 'blobs' must be a list")
+    if not isinstance(listed_models, list):
+        raise BundleError(f"{INDEX}: 'models' must be a list")
     blobs: dict[str, int] = {}
-    for entry in data.get("blobs") or []:
+    for entry in listed_blobs:
         digest = entry.get("digest") if isinstance(entry, dict) else None
         size = entry.get("size") if isinstance(entry, dict) else None
-        if not isinstance(digest, str) or not _DIGEST.match(digest):
-            raise BundleError(f"{INDEX} lists an invalid blob digest: {entry!r}")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+            raise BundleError(f"{INDEX} lists an invalid blob digest: {_short(repr(entry))}")
+        if not _size(size):
             raise BundleError(f"{INDEX} lists an invalid size for {digest}")
         blobs[digest] = size
     models: list[BundleModel] = []
-    for entry in data.get("models") or []:
+    for entry in listed_models:
         if not isinstance(entry, dict):
-            raise BundleError(f"{INDEX} has an invalid model entry: {entry!r}")
+            raise BundleError(f"{INDEX} has an invalid model entry: {_short(repr(entry))}")
         try:
             name = ModelName.parse(str(entry.get("name", "")))
         except ValueError as err:
@@ -177,18 +204,19 @@ def parse_index(raw: bytes) -> BundleIndex:
         manifest = entry.get("manifest")
         if manifest != manifest_member(name):  # also rules out paths outside the store
             raise BundleError(
-                f"{INDEX}: the manifest of {entry.get('name')} must be {manifest_member(name)}"
+                f"{INDEX}: the manifest of {name.display_shortest()} must be "
+                f"{manifest_member(name)}"
             )
         digest, size = entry.get("digest"), entry.get("size")
         refs = entry.get("blobs")
-        if not isinstance(digest, str) or not _DIGEST.match(digest):
-            raise BundleError(f"{INDEX}: invalid manifest digest for {entry.get('name')}")
-        if not isinstance(size, int) or not 0 < size <= _MANIFEST_LIMIT:
-            raise BundleError(f"{INDEX}: invalid manifest size for {entry.get('name')}")
+        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+            raise BundleError(f"{INDEX}: invalid manifest digest for {name.display_shortest()}")
+        if not _size(size) or not 0 < size <= _MANIFEST_LIMIT:
+            raise BundleError(f"{INDEX}: invalid manifest size for {name.display_shortest()}")
         if not isinstance(refs, list) or not all(
-            isinstance(r, str) and _DIGEST.match(r) for r in refs
+            isinstance(r, str) and _DIGEST.fullmatch(r) for r in refs
         ):
-            raise BundleError(f"{INDEX}: invalid blob list for {entry.get('name')}")
+            raise BundleError(f"{INDEX}: invalid blob list for {name.display_shortest()}")
         models.append(BundleModel(name.display_shortest(), manifest, digest, size, list(refs)))
     if not models:
         raise BundleError(f"{INDEX} lists no models")
@@ -241,7 +269,32 @@ def _first_index(tar: tarfile.TarFile, path: str) -> BundleIndex:
         raise BundleError(f"{path} is not a model bundle: {err}") from err
     if member is None or member.name != INDEX:
         raise BundleError(f"{path} is not a model bundle: its first member is not {INDEX}")
-    return parse_index(_read_member(tar, member, _INDEX_LIMIT))
+    raw = _read_member(tar, member, _INDEX_LIMIT)
+    try:
+        return parse_index(raw)
+    except BundleError as err:
+        raise BundleError(f"{path} is not a model bundle: {err}") from None
+
+
+def _manifest_refs(path: str, raw: bytes, model: BundleModel) -> list[tuple[str, int]]:
+    """The manifest's blobs, or BundleError "<path> is not a model bundle: ..."."""
+    try:
+        return manifest_blobs(raw, model.name)
+    except BundleError as err:
+        raise BundleError(f"{path} is not a model bundle: {err}") from None
+
+
+def _size_disagreements(
+    model: BundleModel, refs: list[tuple[str, int]], index: BundleIndex
+) -> list[str]:
+    """A manifest whose layer sizes differ from the index's would import a model Ollama
+    cannot load (it reads exactly the manifest's size): every disagreement, in words."""
+    return [
+        f"manifest of {model.name}: blob {digest} has {size} bytes in the manifest, "
+        f"{index.blobs[digest]} in the index"
+        for digest, size in refs
+        if digest in index.blobs and index.blobs[digest] != size
+    ]
 
 
 def read_index(path: str) -> BundleIndex:
@@ -294,7 +347,7 @@ def verify_bundle(path: str) -> tuple[BundleIndex, list[str]]:
             seen_blobs: set[str] = set()
             seen_manifests: set[str] = set()
             for member in _members(tar):
-                blob = _BLOB_MEMBER.match(member.name)
+                blob = _BLOB_MEMBER.fullmatch(member.name)
                 if member.name in manifests:
                     model = manifests[member.name]
                     raw = _read_member(tar, member, _MANIFEST_LIMIT)
@@ -302,9 +355,10 @@ def verify_bundle(path: str) -> tuple[BundleIndex, list[str]]:
                     if _sha256(raw) != model.digest:
                         problems.append(f"manifest of {model.name}: digest mismatch")
                         continue
-                    refs = [d for d, _ in manifest_blobs(raw, model.name)]
-                    if sorted(refs) != sorted(model.blobs):
+                    pairs = _manifest_refs(path, raw, model)
+                    if sorted(d for d, _ in pairs) != sorted(model.blobs):
                         problems.append(f"manifest of {model.name}: blobs differ from the index")
+                    problems += _size_disagreements(model, pairs, index)
                 elif blob:
                     _regular(member)
                     digest = "sha256:" + blob.group(1)
@@ -441,7 +495,7 @@ def export_bundle(
     with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore
         data = index.to_json()
         tar.addfile(_tarinfo(INDEX, len(data)), _bytes_reader(data))
-        for model, raw in zip(models, raws, strict=True):
+        for model, raw in zip(models, raws):  # noqa: B905 - same length; 3.9 hosts lack strict=
             tar.addfile(_tarinfo(model.manifest, len(raw)), _bytes_reader(raw))
         for digest, size in blobs.items():
             path = os.path.join(models_dir, "blobs", "sha256-" + digest.split(":", 1)[1])
@@ -605,7 +659,7 @@ def import_bundle(
             )
         manifests: dict[str, bytes] = {}
         for member in _members(tar):
-            blob = _BLOB_MEMBER.match(member.name)
+            blob = _BLOB_MEMBER.fullmatch(member.name)
             if member.name in by_member:
                 model = by_member[member.name]
                 raw = _read_member(tar, member, _MANIFEST_LIMIT)
@@ -614,9 +668,14 @@ def import_bundle(
                         f"the manifest of {model.name} is corrupt in the bundle "
                         f"(expected {model.digest}, got {_sha256(raw)})"
                     )
-                refs = sorted(d for d, _ in manifest_blobs(raw, model.name))
-                if refs != sorted(model.blobs):
+                pairs = _manifest_refs(path, raw, model)
+                if sorted(d for d, _ in pairs) != sorted(model.blobs):
                     raise BundleError(f"the manifest of {model.name} does not match the index")
+                wrong = _size_disagreements(model, pairs, index) + _store_disagreements(
+                    model, pairs, index, models_dir
+                )
+                if wrong:
+                    raise BundleError(f"{path} is not a model bundle: {'; '.join(wrong)}")
                 manifests[member.name] = raw
             elif blob:
                 digest = "sha256:" + blob.group(1)
@@ -676,6 +735,26 @@ def import_bundle(
         handle.close()
 
 
+def _store_disagreements(
+    model: BundleModel, refs: list[tuple[str, int]], index: BundleIndex, models_dir: str
+) -> list[str]:
+    """Blobs a manifest uses from the store (not in the bundle) whose size there differs."""
+    wrong = []
+    for digest, size in refs:
+        if digest in index.blobs:
+            continue
+        try:
+            actual = os.path.getsize(_blob_path(models_dir, digest))
+        except OSError:
+            continue  # plan_import has already refused a missing one
+        if actual != size:
+            wrong.append(
+                f"manifest of {model.name}: blob {digest} has {size} bytes in the manifest, "
+                f"{actual} in the store {models_dir}"
+            )
+    return wrong
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -717,3 +796,33 @@ def describe(index: BundleIndex) -> dict[str, Any]:
         "blobs": len(index.blobs),
         "size": index.size,
     }
+
+
+def remove_unreferenced(models_dir: str, digests: Iterable[str]) -> list[str]:
+    """Delete from the store the blobs among `digests` that no manifest references (what a
+    failed create uploaded); the digests removed. An unreadable manifest stops it: nothing
+    is removed that might be in use."""
+    wanted = [d for d in dict.fromkeys(digests) if _DIGEST.fullmatch(d)]
+    if not wanted:
+        return []
+    referenced: set[str] = set()
+    root = os.path.join(models_dir, "manifests")
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            try:
+                if os.path.getsize(path) > _MANIFEST_LIMIT:
+                    return []
+                with open(path, "rb") as handle:
+                    raw = handle.read(_MANIFEST_LIMIT + 1)
+                referenced.update(d for d, _ in manifest_blobs(raw, path))
+            except (OSError, BundleError):
+                return []
+    removed = []
+    for digest in wanted:
+        if digest in referenced:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_blob_path(models_dir, digest))
+            removed.append(digest)
+    return removed

@@ -136,7 +136,10 @@ def go_unquote(text: str) -> str:
 def _go_value(raw: str) -> Any:
     """A value as Go's %#v printed it: string, bool or number (JSON numbers are float64)."""
     if raw.startswith('"'):
-        return go_unquote(raw)
+        try:
+            return go_unquote(raw)
+        except (ValueError, IndexError):  # not what Go prints: keep the text as it is
+            return raw
     if raw in ("true", "false"):
         return raw == "true"
     try:
@@ -217,9 +220,10 @@ def content_from_show(show: dict[str, Any]) -> ModelContent:
         by_name.setdefault(command.name, []).append(command.args)
     from_lines = tuple(by_name.get("model", []))
     adapter_lines = tuple(by_name.get("adapter", []))
+    listed = show.get("messages")
     messages = tuple(
         (str(m.get("role", "")), str(m.get("content", "")))
-        for m in show.get("messages") or []
+        for m in (listed if isinstance(listed, list) else [])
         if isinstance(m, dict)
     )
     templates = by_name.get("template")
@@ -353,7 +357,8 @@ def _same_value(left: Any, right: Any) -> bool:
         left_items = left if isinstance(left, list) else [left]
         right_items = right if isinstance(right, list) else [right]
         return len(left_items) == len(right_items) and all(
-            _same_value(a, b) for a, b in zip(left_items, right_items, strict=True)
+            _same_value(a, b)
+            for a, b in zip(left_items, right_items)  # noqa: B905 - lengths equal; 3.9 hosts lack strict=
         )
     if isinstance(left, bool) or isinstance(right, bool):
         return isinstance(left, bool) and isinstance(right, bool) and left == right

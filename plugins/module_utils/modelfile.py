@@ -34,12 +34,14 @@ except ImportError:  # pragma: no cover - non-POSIX controller
 __all__ = [
     "DEPRECATED_PARAMETERS",
     "INSTRUCTIONS",
+    "MAX_MODELFILE_BYTES",
     "MESSAGE_ROLES",
     "PARAMETER_TYPES",
     "PLAIN_KEYWORDS",
     "Command",
     "Modelfile",
     "ModelfileError",
+    "check_model_file",
     "create_request",
     "decode",
     "expand_path",
@@ -116,6 +118,10 @@ _ERR_EOF = "unexpected EOF"
 _ERR_NO_FROM = "no FROM line"
 _ERR_REQUIRES = "requires must be a valid semver (e.g. 0.14.0)"
 _ERR_NO_MODEL_FILES = "no Modelfile or safetensors files found"
+#: Ollama reads a Modelfile whole and sets no limit; real ones are KBs (a long LICENSE tens
+#: of KB). Past this size a file is refused rather than parsed (memory, time).
+MAX_MODELFILE_BYTES = 16 << 20
+_ERR_TOO_BIG = f"larger than {MAX_MODELFILE_BYTES >> 20} MiB: not a Modelfile (Ollama's are KBs)"
 
 
 class ModelfileError(ValueError):
@@ -201,31 +207,45 @@ class _Value:
 
     Ollama re-checks the whole trimmed value at every newline, so a long triple-quoted
     LICENSE would be quadratic; only the first and last few significant characters decide,
-    so they are tracked incrementally.
+    and they are looked up by index. The characters are kept in joined chunks of a fixed
+    size, not one object each, so a value takes about the memory of its text.
     """
 
+    _CHUNK = 4096
+
     def __init__(self) -> None:
-        self.chars: list[str] = []
+        self._chunks: list[str] = []  # each exactly _CHUNK characters
+        self._pending: list[str] = []
+        self._length = 0
         self.start = -1  # index of the first non-whitespace character, once seen
+        self._end = -1  # index after the last non-whitespace character
 
     def add(self, ch: str) -> None:
-        if self.start < 0 and ch not in _WS:
-            self.start = len(self.chars)
-        self.chars.append(ch)
+        self._pending.append(ch)
+        if ch not in _WS:
+            if self.start < 0:
+                self.start = self._length
+            self._end = self._length + 1
+        self._length += 1
+        if len(self._pending) == self._CHUNK:
+            self._chunks.append("".join(self._pending))
+            self._pending = []
 
-    def _end(self) -> int:
-        end = len(self.chars)
-        while end > self.start and self.chars[end - 1] in _WS:
-            end -= 1
-        return end
+    def _char(self, index: int) -> str:
+        flushed = len(self._chunks) * self._CHUNK
+        if index >= flushed:
+            return self._pending[index - flushed]
+        return self._chunks[index // self._CHUNK][index % self._CHUNK]
+
+    def _range(self, first: int, last: int) -> str:
+        return "".join(self._char(index) for index in range(first, last))
 
     def complete(self) -> bool:
         if self.start < 0:
             return True
-        end = self._end()
-        size = end - self.start
-        head = "".join(self.chars[self.start : min(self.start + 3, end)])
-        tail = "".join(self.chars[max(self.start, end - 3) : end])
+        size = self._end - self.start
+        head = self._range(self.start, min(self.start + 3, self._end))
+        tail = self._range(max(self.start, self._end - 3), self._end)
         if head.startswith('"""'):
             return size >= 6 and tail == '"""'
         if head.startswith('"'):
@@ -235,7 +255,7 @@ class _Value:
     def text(self) -> str:
         if self.start < 0:
             return ""
-        value, _ = _unquote("".join(self.chars[self.start : self._end()]))
+        value, _ = _unquote("".join((*self._chunks, *self._pending))[self.start : self._end])
         return value
 
 
@@ -337,6 +357,8 @@ def parse(text: str, *, validate: bool = True) -> Modelfile:
     semantic error, in Ollama's order, to create_request().
     Deprecated parameters are warnings, never errors.
     """
+    if len(text) > MAX_MODELFILE_BYTES:
+        raise ModelfileError(_ERR_TOO_BIG)
     commands = _scan(text)
     modelfile = Modelfile(commands=commands, warnings=_deprecation_warnings(commands))
     if validate:
@@ -351,6 +373,8 @@ def parse(text: str, *, validate: bool = True) -> Modelfile:
 
 def parse_bytes(data: bytes, *, validate: bool = True) -> Modelfile:
     """parse() for a file's raw bytes, decoded as Ollama decodes them (see decode())."""
+    if len(data) > MAX_MODELFILE_BYTES:
+        raise ModelfileError(_ERR_TOO_BIG)
     return parse(decode(data), validate=validate)
 
 
@@ -360,7 +384,7 @@ def lint(path: str) -> tuple[Modelfile | None, str | None]:
     OSError (missing or unreadable file) propagates: that is not a verdict on the content.
     """
     with open(path, "rb") as handle:
-        data = handle.read()
+        data = handle.read(MAX_MODELFILE_BYTES + 1)  # parse_bytes refuses more
     try:
         return parse_bytes(data), None
     except ModelfileError as err:
@@ -951,7 +975,9 @@ def _resolve(path: str) -> str:
     """filepath.EvalSymlinks: the real path, failing like Go when something is missing."""
     try:
         os.lstat(path)
-        return os.path.realpath(path, strict=True)
+        real = os.path.realpath(path)  # realpath(strict=True) is Python 3.10+
+        os.stat(real)  # a dangling link or a loop fails here, as it does in Go
+        return real
     except OSError as err:
         raise _os_error("lstat", path, err) from err
 
@@ -979,6 +1005,48 @@ def _local_files(path: str) -> list[str]:
             raise ModelfileError(f"insecure path: {rel}")
         files.append(real)
     return files
+
+
+_GGUF_MAGIC = b"GGUF"
+_SAFETENSORS_HEADER_LIMIT = 100 << 20  # safetensors' own limit on its JSON header
+
+
+def _model_file_kind(path: str) -> str | None:
+    """ "gguf" or "safetensors" from a file's first bytes, None when it is neither."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(9)
+    except OSError as err:
+        raise _os_error("open", path, err) from err
+    if head[:4] == _GGUF_MAGIC:
+        return "gguf"
+    if len(head) == 9 and head[8:9] == b"{":
+        header = int.from_bytes(head[:8], "little")
+        if 2 <= header <= _SAFETENSORS_HEADER_LIMIT:
+            return "safetensors"
+    return None
+
+
+def check_model_file(path: str, keyword: str, in_directory: bool = False) -> None:
+    """Refuse a FROM/ADAPTER/DRAFT file that is not model weights, before it is hashed or
+    uploaded (Ollama's server only refuses it after the upload, and keeps the blob).
+
+    A file named directly must be GGUF or safetensors; in a model directory the weight files
+    (`*.gguf`, `*.safetensors`) must be what their name says, the rest (config, tokenizer)
+    is left to the content-type checks Ollama's client makes. The file's content is never
+    quoted in the error.
+    """
+    name = os.path.basename(path).lower()
+    if in_directory and not name.endswith((".gguf", ".safetensors")):
+        return
+    kind = _model_file_kind(path)
+    expected = {".gguf": "gguf", ".safetensors": "safetensors"}
+    wanted = next((v for k, v in expected.items() if name.endswith(k)), None)
+    if kind is None or (in_directory and kind != wanted):
+        raise ModelfileError(
+            f"{keyword.upper()} {path} is not a GGUF or safetensors model file; "
+            "nothing was uploaded"
+        )
 
 
 def _sha256_file(path: str) -> str:
@@ -1014,6 +1082,7 @@ def create_request(
     base_dir: str,
     digest_file: Callable[[str], str] | None = None,
     quantize: str | None = None,
+    check_file: Callable[[str, str, bool], None] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The POST /api/create body `ollama create MODEL -f <base_dir>/Modelfile` sends.
 
@@ -1023,7 +1092,10 @@ def create_request(
     file or model directory when that path exists (relative to base_dir, `~`, absolute),
     otherwise it is sent as `from` unchanged, exactly as Ollama's client decides.
     `digest_file(path)` returns "sha256:<hex>" (default: hash the file); pass a caching
-    one to avoid hashing big weights twice. Raises ModelfileError with Ollama's text.
+    one to avoid hashing big weights twice. `check_file(path, keyword, in_directory)` is
+    called for every local file before it is hashed (check_model_file refuses what is not
+    model weights; Ollama's own client checks nothing). Raises ModelfileError with
+    Ollama's text.
     """
     validate_model_name(model)
     digest = digest_file or _sha256_file
@@ -1063,6 +1135,11 @@ def create_request(
                     request["from"] = args
                     continue
                 raise _os_error("stat", path, err) from err
+            if check_file is not None:
+                keyword = "FROM" if name == "model" else name.upper()
+                in_directory = os.path.isdir(path)
+                for local_file in local:
+                    check_file(local_file, keyword, in_directory)
             found = digests(local)
             if name == "model":
                 reject_same(path, draft_paths)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_smi import (
+    MAX_GPU_MEMORY_MIB,
     ProbeReport,
     architecture_from_codename,
     architecture_from_compute_cap,
@@ -43,6 +44,7 @@ __all__ = [
     "normalize_bus_id",
     "secure_boot_state",
     "upstream_version",
+    "validate_devices",
 ]
 
 #: GPU generations, oldest first.
@@ -397,3 +399,56 @@ def upstream_version(package_version: str) -> str:
     if "-" in text:
         text = text.rsplit("-", 1)[0]
     return text
+
+
+# --------------------------------------------------------------------------- given devices
+
+_MAX_NAME = 96
+_CC_TEXT = re.compile(r"^[0-9]{1,2}\.[0-9]{1,2}$", re.ASCII)
+
+
+def _count(value: Any, maximum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= maximum
+
+
+def validate_devices(devices: Sequence[Any]) -> list[dict[str, Any]]:
+    """`gpu_devices` entries given to a module (gpu_tier's shape), checked before they decide
+    anything: FlavourError names the first element that cannot describe a GPU."""
+    checked: list[dict[str, Any]] = []
+    for number, device in enumerate(devices):
+        where = f"devices[{number}]"
+        if not isinstance(device, Mapping):
+            raise FlavourError(
+                f"{where}: a GPU is a mapping (gpu_tier's gpu_devices), not {device!r}"
+            )
+        name = device.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise FlavourError(
+                f"{where}: needs a name (the GPU's model, as nvidia-smi or lspci says)"
+            )
+        if len(name) > _MAX_NAME:
+            raise FlavourError(f"{where}: name is longer than {_MAX_NAME} characters")
+        for key, maximum in (("index", 4095), ("memory_mib", MAX_GPU_MEMORY_MIB)):
+            value = device.get(key)
+            if value is not None and not _count(value, maximum):
+                raise FlavourError(
+                    f"{where}: {key} {value!r} is not a whole number from 0 to {maximum} (or null)"
+                )
+        compute_cap = device.get("compute_cap")
+        if compute_cap is not None and not (
+            isinstance(compute_cap, str) and _CC_TEXT.match(compute_cap)
+        ):
+            raise FlavourError(
+                f"{where}: compute_cap {compute_cap!r} is not a compute capability such as 8.9"
+            )
+        architecture = device.get("architecture")
+        if architecture is not None and str(architecture).lower() not in ARCHITECTURES:
+            raise FlavourError(
+                f"{where}: architecture {architecture!r} is not one of {', '.join(ARCHITECTURES)}"
+            )
+        for key in ("driver", "uuid", "pci_bus_id", "pci_device_id"):
+            value = device.get(key)
+            if value is not None and not (isinstance(value, str) and len(value) <= _MAX_NAME):
+                raise FlavourError(f"{where}: {key} {value!r} is not a short text (or null)")
+        checked.append(dict(device))
+    return checked

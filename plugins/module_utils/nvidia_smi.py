@@ -156,6 +156,9 @@ echo '@@end'
 # log lines. 8 GPUs print about 1 KiB; 64 KiB per section is generous.
 MAX_SECTION_CHARS = 65536
 MAX_GPUS = 64
+#: No GPU has more memory than this (4 TiB; the largest today have under 300 GB): a bigger
+#: figure is garbage, and taking it would hand a host the largest tier.
+MAX_GPU_MEMORY_MIB = 4 << 20
 
 # ------------------------------------------------------------------------------ results
 
@@ -182,9 +185,21 @@ class MigDevice:
         }
 
 
+#: Why a GPU has (no) memory figure (`GpuDevice.memory_status`).
+MEMORY_REPORTED = "reported"  # memory.total is a MiB figure
+MEMORY_UNIFIED = "unified"  # `[N/A]`: the GPU shares the host's memory (GB10 / DGX Spark)
+MEMORY_UNSUPPORTED = "unsupported"  # `[Not Supported]` (old drivers)
+MEMORY_ERROR = "error"  # `[Unknown Error]`, `[GPU is lost]`, ...: the driver could not read it
+MEMORY_ABSENT = "absent"  # the query did not ask for memory.total
+
+
 @dataclass(frozen=True)
 class GpuDevice:
-    """One GPU as the nvidia-smi query reports it (None: the tool printed N/A or omitted it)."""
+    """One GPU as the nvidia-smi query reports it (None: the tool printed N/A or omitted it).
+
+    `memory_mib` is None unless `memory_status` is "reported"; "unified" (memory.total
+    `[N/A]`) means the GPU uses the host's RAM, which a tier decision may size instead.
+    """
 
     index: int
     name: str
@@ -196,6 +211,7 @@ class GpuDevice:
     mig_enabled: bool = False
     mig_devices: tuple[MigDevice, ...] = ()
     notes: tuple[str, ...] = ()
+    memory_status: str = MEMORY_REPORTED
 
     @property
     def architecture(self) -> str | None:
@@ -206,6 +222,7 @@ class GpuDevice:
             "index": self.index,
             "name": self.name,
             "memory_mib": self.memory_mib,
+            "memory_status": self.memory_status,
             "uuid": self.uuid,
             "pci_bus_id": self.pci_bus_id,
             "driver": self.driver_version,
@@ -236,6 +253,7 @@ class NvidiaSmiResult:
     gpus: tuple[GpuDevice, ...] = ()
     problems: tuple[str, ...] = ()
     lost_gpus: tuple[str, ...] = ()  # PCI bus ids of GPUs nvidia-smi could not open
+    notes: tuple[str, ...] = ()  # remarks about the input (lines counted once, ...)
 
     @property
     def ok(self) -> bool:
@@ -355,9 +373,12 @@ def _value(raw: str) -> str | None:
     return text
 
 
-_MIB_RE = re.compile(r"^(\d+)(?:\s*MiB)?$", re.IGNORECASE)
-_DRIVER_RE = re.compile(r"^\d{2,4}\.\d{1,3}(?:\.\d{1,3})?$")
-_CC_RE = re.compile(r"^(\d{1,2})\.(\d{1,2})$")
+# ASCII digits only (re.ASCII): nvidia-smi prints nothing else, and str.isdigit()/int() accept
+# digits from other scripts (and int() refuses some isdigit() accepts, such as "²").
+_MIB_RE = re.compile(r"^([0-9]{1,32})(?: ?MiB)?$", re.IGNORECASE | re.ASCII)
+_INDEX_RE = re.compile(r"^[0-9]{1,4}$", re.ASCII)
+_DRIVER_RE = re.compile(r"^[0-9]{2,4}\.[0-9]{1,3}(?:\.[0-9]{1,3})?$", re.ASCII)
+_CC_RE = re.compile(r"^([0-9]{1,2})\.([0-9]{1,2})$", re.ASCII)
 _UUID_RE = re.compile(r"^(?:GPU|MIG)-[0-9A-Za-z-]{8,64}$")
 _BUS_RE = re.compile(r"^(?:[0-9A-Fa-f]{4,8}:)?[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]$")
 
@@ -370,7 +391,11 @@ def _header_fields(line: str) -> tuple[str, ...] | None:
         if not re.fullmatch(r"[a-z][a-z0-9_.]*", name):
             return None
         names.append(name)
-    return tuple(names) if "index" in names or "name" in names else None
+    return tuple(names) if set(names) & _HEADER_MARKERS else None
+
+
+#: A line naming one of these fields is a header (a query without index is read in row order).
+_HEADER_MARKERS = {"index", "name", "memory.total", "uuid", "pci.bus_id"}
 
 
 _FAILURES = (
@@ -378,7 +403,7 @@ _FAILURES = (
     (re.compile(r"No devices were found", re.I), STATUS_NO_DEVICES),
     (re.compile(r"Driver/library version mismatch", re.I), STATUS_VERSION_MISMATCH),
 )
-_HANDLE_ERROR = re.compile(r"Unable to determine the device handle for GPU\s*([0-9A-Fa-f:.]+)")
+_HANDLE_ERROR = re.compile(r"Unable to determine the device handle for GPU\s*([0-9A-Fa-f:.]{1,32})")
 
 
 def parse_query(text: str, rc: int = 0, fields: tuple[str, ...] | None = None) -> NvidiaSmiResult:
@@ -403,7 +428,7 @@ def parse_query(text: str, rc: int = 0, fields: tuple[str, ...] | None = None) -
             STATUS_FAILED, rc, message or f"nvidia-smi exited {rc} without a message"
         )
     for pattern, status in _FAILURES:  # some builds print these and still exit 0
-        if pattern.search(text) and not any(re.match(r"^\s*\d+\s*,", x) for x in lines):
+        if pattern.search(text) and not any(re.match(r"^\s*[0-9]+\s*,", x) for x in lines):
             return NvidiaSmiResult(status, rc, message)
 
     problems: list[str] = []
@@ -448,18 +473,20 @@ def parse_query(text: str, rc: int = 0, fields: tuple[str, ...] | None = None) -
                     width, clip(rows[0], 80), ",".join(QUERY_FIELDS)
                 ),
             )
-    if "index" not in columns or "memory.total" not in columns or "name" not in columns:
+    if "name" not in columns and "memory.total" not in columns:
         return NvidiaSmiResult(
             STATUS_GARBAGE,
             rc,
-            "the query lacks index, name or memory.total (columns: {})".format(",".join(columns)),
+            "the query lacks name and memory.total (columns: {})".format(",".join(columns)),
         )
-    if len(rows) > MAX_GPUS:
+    if len(rows) > MAX_GPUS * 2:  # a paste repeated once is still read (duplicates below)
         return NvidiaSmiResult(
             STATUS_GARBAGE, rc, f"{len(rows)} GPU lines: more than {MAX_GPUS} GPUs"
         )
 
     gpus: list[GpuDevice] = []
+    notes: list[str] = []
+    seen: dict[str, tuple[int, GpuDevice]] = {}  # uuid / bus id -> (line, GPU)
     for number, row in enumerate(rows, 1):
         raw = row.split(",")
         extra = len(raw) - len(columns)
@@ -474,44 +501,112 @@ def parse_query(text: str, rc: int = 0, fields: tuple[str, ...] | None = None) -
                 f"GPU line {number} has {len(cells)} fields where {len(columns)} were expected "
                 f"(truncated, or not nvidia-smi output?): {clip(row, 100)}",
             )
-        record = dict(zip(columns, cells))  # noqa: B905 - lengths checked above; 3.8 hosts lack strict=
+        record = dict(zip(columns, cells))  # noqa: B905 - lengths checked above; 3.9 hosts lack strict=
+        if "index" not in columns:
+            record["index"] = str(number - 1)  # a pasted query without index: row order
         try:
-            gpus.append(_gpu_from_record(record))
+            gpu = _gpu_from_record(record)
         except ProbeError as error:
             return NvidiaSmiResult(STATUS_GARBAGE, rc, f"GPU line {number}: {error}", tuple(gpus))
+        keys = [k for k in (gpu.uuid, _bus_key(gpu.pci_bus_id)) if k]
+        earlier = next((seen[k] for k in keys if k in seen), None)
+        if earlier is not None:
+            line, first = earlier
+            if _figures(first) != _figures(gpu):
+                return NvidiaSmiResult(
+                    STATUS_GARBAGE,
+                    rc,
+                    f"GPU lines {line} and {number} name the same GPU ({clip(keys[0], 60)}) with "
+                    "different figures: the output is not one nvidia-smi run",
+                )
+            notes.append(
+                f"GPU line {number} repeats line {line} ({clip(keys[0], 60)}): counted once"
+            )
+            continue
+        for key in keys:
+            seen[key] = (number, gpu)
+        gpus.append(gpu)
+    if len(gpus) > MAX_GPUS:
+        return NvidiaSmiResult(
+            STATUS_GARBAGE, rc, f"{len(gpus)} GPUs: more than {MAX_GPUS} in one host"
+        )
     indexes = [g.index for g in gpus]
     if len(set(indexes)) != len(indexes):
         return NvidiaSmiResult(STATUS_GARBAGE, rc, f"GPU indexes repeat: {indexes}")
-    return NvidiaSmiResult(STATUS_OK, rc, "", tuple(gpus), tuple(problems), tuple(lost))
+    return NvidiaSmiResult(
+        STATUS_OK, rc, "", tuple(gpus), tuple(problems), tuple(lost), tuple(notes)
+    )
+
+
+def _bus_key(bus: str | None) -> str | None:
+    """A PCI address compared without its domain's zero padding (0000:18:00.0 = 00000000:...)."""
+    if not bus:
+        return None
+    head, _, tail = bus.lower().rpartition(":")
+    domain, _, bus_number = head.rpartition(":")
+    return "{}:{}:{}".format(int(domain or "0", 16), bus_number, tail)
+
+
+def _figures(gpu: GpuDevice) -> tuple[Any, ...]:
+    """What two lines about one GPU must agree on."""
+    return (gpu.name, gpu.memory_mib, gpu.memory_status, gpu.driver_version, gpu.compute_cap)
+
+
+_MEMORY_STATUS_BY_CELL = {
+    "[n/a]": MEMORY_UNIFIED,
+    "n/a": MEMORY_UNIFIED,
+    "[not supported]": MEMORY_UNSUPPORTED,
+    "not supported": MEMORY_UNSUPPORTED,
+}
+
+
+def _memory(record: dict[str, str], notes: list[str]) -> tuple[int | None, str]:
+    """(MiB, status) of a record's memory.total; ProbeError for a figure that cannot be true."""
+    if "memory.total" not in record:
+        notes.append(
+            "no memory.total (the query did not ask for it: add memory.total to --query-gpu)"
+        )
+        return None, MEMORY_ABSENT
+    raw = record["memory.total"].strip()
+    text = _value(raw)
+    if text is None:
+        status = _MEMORY_STATUS_BY_CELL.get(raw.lower(), MEMORY_ERROR)
+        notes.append("memory.total is {}".format(clip(raw or "empty", 30)))
+        return None, status
+    match = _MIB_RE.match(text)
+    if not match:
+        raise ProbeError(f"memory.total {clip(text, 40)} is not a MiB figure")
+    memory_mib = int(match.group(1))
+    if memory_mib > MAX_GPU_MEMORY_MIB:
+        raise ProbeError(
+            f"memory.total {memory_mib} MiB is more than any GPU has (at most "
+            f"{MAX_GPU_MEMORY_MIB} MiB): not nvidia-smi output as printed"
+        )
+    return memory_mib, MEMORY_REPORTED
 
 
 def _gpu_from_record(record: dict[str, str]) -> GpuDevice:
     index_text = record.get("index", "")
-    if not index_text.isdigit():
+    if not _INDEX_RE.match(index_text):
         raise ProbeError(f"index {clip(index_text, 40)} is not a number")
     name = _value(record.get("name", "")) or "unknown NVIDIA GPU"
     if len(name) > 96:
         raise ProbeError(f"GPU name {clip(name, 40)} is too long")
+    if not name.isprintable():  # escape sequences would reach operators' terminals
+        raise ProbeError(f"GPU name {clip(name, 40)} contains control characters")
     notes: list[str] = []
-    memory_mib = None
-    memory_text = _value(record.get("memory.total", ""))
-    if memory_text is None:
-        notes.append(
-            "memory.total is {}".format(clip(record.get("memory.total", "").strip() or "empty", 30))
-        )
-    else:
-        match = _MIB_RE.match(memory_text)
-        if not match:
-            raise ProbeError(f"memory.total {clip(memory_text, 40)} is not a MiB figure")
-        memory_mib = int(match.group(1))
+    memory_mib, memory_status = _memory(record, notes)
     driver = _value(record.get("driver_version", "") or record.get("kmd_version", ""))
     if driver is not None and not _DRIVER_RE.match(driver):
         notes.append(f"unrecognised driver version {clip(driver, 30)}")
         driver = None
+    # A GPU generation decides whether Ollama can use it and which kernel modules drive it:
+    # an unreadable compute capability refuses the line rather than pass as capable.
     compute_cap = _value(record.get("compute_cap", ""))
     if compute_cap is not None and not _CC_RE.match(compute_cap):
-        notes.append(f"unrecognised compute capability {clip(compute_cap, 20)}")
-        compute_cap = None
+        raise ProbeError(
+            f"compute_cap {clip(compute_cap, 20)} is not a compute capability (like 8.9)"
+        )
     uuid = _value(record.get("uuid", ""))
     if uuid is not None and not _UUID_RE.match(uuid):
         notes.append(f"unrecognised UUID {clip(uuid, 40)}")
@@ -531,14 +626,17 @@ def _gpu_from_record(record: dict[str, str]) -> GpuDevice:
         compute_cap=compute_cap,
         mig_enabled=mig,
         notes=tuple(notes),
+        memory_status=memory_status,
     )
 
 
-_MIG_GPU_RE = re.compile(r"^GPU\s+(\d+):")
+_MIG_GPU_RE = re.compile(r"^GPU\s+([0-9]{1,4}):", re.ASCII)
 _MIG_LINE_RE = re.compile(
-    r"^\s+MIG\s+(?P<profile>[0-9a-z+.]+)\s+Device\s+(?P<device>\d+):\s*(?:\(UUID:\s*(?P<uuid>[^)\s]+)\))?"
+    r"^\s+MIG\s+(?P<profile>[0-9a-z+.]{1,32})\s+Device\s+(?P<device>[0-9]{1,4}):\s*"
+    r"(?:\(UUID:\s*(?P<uuid>[^)\s]{1,80})\))?",
+    re.ASCII,
 )
-_MIG_MEMORY_RE = re.compile(r"(\d+)gb$")
+_MIG_MEMORY_RE = re.compile(r"(?<![0-9])([0-9]{1,6})gb$", re.ASCII)
 
 
 def parse_mig_list(text: str) -> dict[int, tuple[MigDevice, ...]]:
@@ -645,6 +743,7 @@ def parse_lspci(text: str) -> tuple[PciDevice, ...]:
         if not nvidia:
             continue
         description = rest[len("NVIDIA Corporation") :].strip() if not numeric else ""
+        description = "".join(ch if ch.isprintable() else "?" for ch in description)[:96]
         if re.fullmatch(r"Device [0-9a-fA-F]{4}", description) and device_id is None:
             device_id = description.split()[-1].lower()
         if description in ("", "Device"):
@@ -693,12 +792,12 @@ def parse_sysfs_pci(text: str) -> tuple[PciDevice, ...]:
 
 def parse_nproc(text: str) -> int | None:
     value = text.strip().splitlines()[0].strip() if text.strip() else ""
-    return int(value) if value.isdigit() and 0 < int(value) < 100000 else None
+    return int(value) if re.fullmatch(r"[0-9]{1,5}", value) and int(value) > 0 else None
 
 
 def parse_meminfo(text: str) -> int | None:
     """MemTotal in MiB from /proc/meminfo (kB there means KiB)."""
-    match = re.search(r"^MemTotal:\s+(\d+)\s*kB", text, re.MULTILINE)
+    match = re.search(r"^MemTotal:[ \t]+([0-9]{1,15})[ \t]*kB", text, re.MULTILINE | re.ASCII)
     return int(match.group(1)) // 1024 if match else None
 
 
@@ -796,7 +895,7 @@ def _sections(text: str) -> tuple[dict[str, tuple[str, int | None]], list[str]]:
             body, rc = [], None
         elif stripped.startswith("@@rc ") and name is not None and rc is None:
             value = stripped[5:].strip()
-            if not value.isdigit():
+            if not re.fullmatch(r"[0-9]{1,3}", value):
                 raise ProbeError(f"bad exit code line {clip(stripped, 40)}")
             rc = int(value)
         elif stripped == "@@end":

@@ -7,15 +7,22 @@ deadline, and blob uploads streamed from disk (weights can be hundreds of GB, so
 never held in memory). Errors say what went wrong in words an operator can act on:
 `OllamaUnreachable` when nothing answers, `OllamaError` with Ollama's own text when it
 refuses. Model names are parsed as Ollama parses them (types/model/name.go).
+
+Whatever answers is not trusted: an exchange must end within the client's timeout as a whole
+(a server sending one byte at a time cannot hold it longer), a stream must send a complete
+line within its silence limit, answers and lines are read up to a size cap, and an answer of
+the wrong shape is an OllamaError, never another exception.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -35,6 +42,11 @@ API_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
 }
 DEFAULT_TIMEOUT = 600.0
 _UPLOAD_BLOCK = 1 << 20
+#: The largest JSON answer read (a /api/show with a long license is a few hundred KB).
+MAX_ANSWER_BYTES = 32 << 20
+#: The longest line of an NDJSON stream (progress lines are about 200 bytes).
+MAX_LINE_BYTES = 1 << 20
+_ERROR_BYTES = 64 << 10
 
 __all__ = [
     "API_ARGUMENT_SPEC",
@@ -69,6 +81,49 @@ class OllamaError(Exception):
 
 class DeadlineReached(Exception):
     """A stream was cut off because its deadline passed (not an error of Ollama's)."""
+
+
+class _Watchdog:
+    """Closes a connection's socket when its time is up, so that a read blocked on a server
+    that sends one byte at a time ends (a socket timeout only bounds each recv)."""
+
+    def __init__(self, sock: socket.socket | None) -> None:
+        # The socket itself: http.client drops conn.sock once a response will close it.
+        self.sock = sock
+        self.fired = False
+        self._deadline: float | None = None
+        self._cond = threading.Condition()
+        self._done = False
+        self._thread = threading.Thread(target=self._run, daemon=True, name="ollama-watchdog")
+        self._thread.start()
+
+    def arm(self, seconds: float) -> None:
+        with self._cond:
+            self._deadline = time.monotonic() + seconds
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._done = True
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._done:
+                if self._deadline is None:
+                    self._cond.wait()
+                    continue
+                left = self._deadline - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                self.fired = True
+                self._deadline = None
+                sock = self.sock
+                if sock is not None:
+                    # The plain socket's shutdown, also under TLS: the reader sees EOF.
+                    with contextlib.suppress(OSError):
+                        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def connection_reason(exc: BaseException) -> str:
@@ -148,6 +203,15 @@ class OllamaClient:
     """One Ollama server. Every call opens its own connection (the API is not chatty)."""
 
     def __init__(self, api_url: str = DEFAULT_API_URL, timeout: float = DEFAULT_TIMEOUT) -> None:
+        try:
+            seconds = float(timeout)
+        except (TypeError, ValueError):
+            seconds = 0.0
+        if not seconds >= 1:  # also nan
+            raise ValueError(
+                f"timeout must be at least 1 second (how long Ollama may take to answer), "
+                f"not {timeout!r}"
+            )
         parts = urllib.parse.urlsplit(api_url if "://" in api_url else "http://" + api_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"api_url must be http(s)://host[:port], not {api_url!r}")
@@ -159,7 +223,7 @@ class OllamaClient:
         except ValueError as err:
             raise ValueError(f"api_url has an invalid port: {api_url!r}") from err
         self.base_path = parts.path.rstrip("/")
-        self.timeout = float(timeout)
+        self.timeout = seconds
 
     # ------------------------------------------------------------------ plumbing
     def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
@@ -183,8 +247,14 @@ class OllamaClient:
         body: Any = None,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
-    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        """Connect, send, and read the status line and headers."""
+        *,
+        answer_within: float | None = None,
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, _Watchdog]:
+        """Connect, send, and read the status line and headers.
+
+        The watchdog bounds the status line and headers by `answer_within` (default: the
+        timeout) once the request is sent; the caller re-arms or stops it.
+        """
         conn = self._connection(timeout)
         try:
             conn.connect()
@@ -196,28 +266,41 @@ class OllamaClient:
             body = json.dumps(body).encode()
             all_headers["Content-Type"] = "application/json"
         all_headers.update(headers or {})
+        limit = conn.timeout if answer_within is None else answer_within
+        watchdog = _Watchdog(conn.sock)
         try:
             conn.request(method, self.base_path + path, body=body, headers=all_headers)
-            return conn, conn.getresponse()
-        except TimeoutError as exc:
+            watchdog.arm(limit)
+            return conn, conn.getresponse(), watchdog
+        except (TimeoutError, OSError, http.client.HTTPException) as exc:
+            watchdog.stop()
             conn.close()
-            raise OllamaError(
-                f"Ollama at {self.url} did not answer {method} {path} within {conn.timeout:g} s"
-            ) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
+            if watchdog.fired or isinstance(exc, TimeoutError):
+                raise OllamaError(self._late(method, path, limit)) from exc
             raise OllamaUnreachable(self.url, connection_reason(exc)) from exc
+
+    def _late(self, method: str, path: str, seconds: float | None) -> str:
+        return f"Ollama at {self.url} did not answer {method} {path} within {seconds:g} s"
+
+    @staticmethod
+    def _read_capped(resp: http.client.HTTPResponse, limit: int) -> bytes | None:
+        """The body, or None when it is longer than `limit` (not read further)."""
+        length = resp.getheader("Content-Length")
+        if length and length.strip().isdigit() and int(length.strip()) > limit:
+            return None
+        data = resp.read(limit + 1)
+        return None if len(data) > limit else data
 
     @staticmethod
     def _error_text(status: int, payload: bytes) -> str:
-        text = payload.decode("utf-8", errors="replace").strip()
+        text = payload[:_ERROR_BYTES].decode("utf-8", errors="replace").strip()
         try:
             data = json.loads(text)
-        except ValueError:
-            return text or f"HTTP {status}"
+        except (ValueError, RecursionError):
+            return text[:2000] or f"HTTP {status}"
         if isinstance(data, dict) and isinstance(data.get("error"), str):
-            return data["error"]
-        return text
+            return data["error"][:2000]
+        return text[:2000]
 
     def request(
         self,
@@ -227,18 +310,31 @@ class OllamaClient:
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> tuple[int, bytes]:
-        """One exchange: (status, body). Raises OllamaError for 4xx/5xx answers."""
-        conn, resp = self._send(method, path, body, headers, timeout)
+        """One exchange: (status, body), all of it within the timeout. Raises OllamaError
+        for 4xx/5xx answers, answers larger than MAX_ANSWER_BYTES and late ones."""
+        conn, resp, watchdog = self._send(method, path, body, headers, timeout)
         try:
-            payload = resp.read()
+            payload = self._read_capped(
+                resp, _ERROR_BYTES if resp.status >= 400 else MAX_ANSWER_BYTES
+            )
         except (OSError, http.client.HTTPException) as exc:
+            if watchdog.fired or isinstance(exc, TimeoutError):
+                raise OllamaError(self._late(method, path, conn.timeout)) from exc
             raise OllamaError(
                 f"lost the connection to Ollama at {self.url}: {connection_reason(exc)}"
             ) from exc
         finally:
+            watchdog.stop()
             conn.close()
+        if watchdog.fired:
+            raise OllamaError(self._late(method, path, conn.timeout))
         if resp.status >= 400:
-            raise OllamaError(self._error_text(resp.status, payload), resp.status)
+            raise OllamaError(self._error_text(resp.status, payload or b""), resp.status)
+        if payload is None:
+            raise OllamaError(
+                f"the answer of {method} {path} is larger than {MAX_ANSWER_BYTES >> 20} MiB "
+                f"(is {self.url} an Ollama server?)"
+            )
         return resp.status, payload
 
     def json(self, method: str, path: str, body: Any = None) -> Any:
@@ -247,10 +343,40 @@ class OllamaClient:
             return None
         try:
             return json.loads(payload)
+        except RecursionError:
+            raise OllamaError(
+                f"unexpected answer from {self.url}{path}: JSON nested too deeply"
+            ) from None
         except ValueError as exc:
             raise OllamaError(
                 f"{self.url}{path} did not answer JSON (is this an Ollama server?)"
             ) from exc
+
+    def _object(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """A JSON answer that must be an object."""
+        data = self.json(method, path, body)
+        if not isinstance(data, dict):
+            raise OllamaError(
+                f"unexpected answer from {self.url}{path}: not a JSON object "
+                f"({type(data).__name__})"
+            )
+        return data
+
+    def _models(self, path: str) -> list[dict[str, Any]]:
+        """The `models` list of /api/tags or /api/ps, each entry an object."""
+        data = self.json("GET", path)
+        if data is None:
+            return []
+        if not isinstance(data, dict):
+            raise OllamaError(f"unexpected answer from {self.url}{path}: not a JSON object")
+        models = data.get("models")
+        if models is None:
+            return []
+        if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+            raise OllamaError(
+                f"unexpected answer from {self.url}{path}: 'models' is not a list of objects"
+            )
+        return models
 
     def stream(
         self,
@@ -267,79 +393,100 @@ class OllamaClient:
         `silence` (default: the client's timeout) is how long a line may take.
         """
         silence = self.timeout if silence is None else silence
-        conn, resp = self._send(method, path, body)
+        conn, resp, watchdog = self._send(method, path, body, answer_within=silence)
         try:
             if resp.status >= 400:
-                raise OllamaError(self._error_text(resp.status, resp.read()), resp.status)
-            if conn.sock is not None:
-                conn.sock.settimeout(silence)
+                try:
+                    payload = resp.read(_ERROR_BYTES)
+                except (OSError, http.client.HTTPException):
+                    payload = b""
+                raise OllamaError(self._error_text(resp.status, payload), resp.status)
+            sock = watchdog.sock  # conn.sock is None once the response owns the connection
+            if sock is not None:
+                sock.settimeout(silence)
             while True:
+                wait = silence
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise DeadlineReached()
-                    if conn.sock is not None:
-                        conn.sock.settimeout(min(silence, max(left, 0.01)))
+                    wait = min(silence, max(left, 0.01))
+                    if sock is not None:
+                        sock.settimeout(wait)
+                watchdog.arm(wait)  # a whole line within `wait`, not one byte at a time
                 try:
-                    line = resp.readline()
-                except TimeoutError as exc:
+                    line = resp.readline(MAX_LINE_BYTES + 1)
+                except (TimeoutError, OSError, http.client.HTTPException) as exc:
                     if deadline is not None and time.monotonic() >= deadline:
                         raise DeadlineReached() from exc
-                    raise OllamaError(
-                        f"Ollama at {self.url} sent nothing for {silence:g} s ({path})"
-                    ) from exc
-                except (OSError, http.client.HTTPException) as exc:
+                    if watchdog.fired or isinstance(exc, TimeoutError):
+                        raise OllamaError(
+                            f"Ollama at {self.url} sent no complete line for {silence:g} s ({path})"
+                        ) from exc
                     raise OllamaError(
                         f"lost the connection to Ollama at {self.url}: {connection_reason(exc)}"
                     ) from exc
+                if watchdog.fired:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise DeadlineReached()
+                    raise OllamaError(
+                        f"Ollama at {self.url} sent no complete line for {silence:g} s ({path})"
+                    )
                 if not line:
                     return
+                if len(line) > MAX_LINE_BYTES:
+                    raise OllamaError(
+                        f"a line of the answer of {method} {path} is longer than "
+                        f"{MAX_LINE_BYTES >> 20} MiB (is {self.url} an Ollama server?)"
+                    )
                 line = line.strip()
                 if not line:
                     continue
                 try:
                     item = json.loads(line)
-                except ValueError as exc:
-                    raise OllamaError(f"unexpected answer from {self.url}{path}: {line!r}") from exc
+                except (ValueError, RecursionError) as exc:
+                    raise OllamaError(
+                        f"unexpected answer from {self.url}{path}: {line[:200]!r}"
+                    ) from exc
                 if isinstance(item, dict) and item.get("error"):
-                    raise OllamaError(str(item["error"]))
+                    raise OllamaError(str(item["error"])[:2000])
                 if isinstance(item, dict):
                     yield item
         finally:
+            watchdog.stop()
             resp.close()  # the response holds the socket open; Ollama must see us leave
             conn.close()
 
     # ------------------------------------------------------------------ API
     def version(self) -> str:
         data = self.json("GET", "/api/version")
-        if not isinstance(data, dict) or "version" not in data:
-            raise OllamaError(f"{self.url}/api/version did not answer a version")
-        return str(data["version"])
+        version = data.get("version") if isinstance(data, dict) else None
+        if not isinstance(version, str) or not 0 < len(version) <= 64:
+            raise OllamaError(f"unexpected answer from {self.url}/api/version: no version")
+        return version
 
     def tags(self) -> list[dict[str, Any]]:
-        data = self.json("GET", "/api/tags") or {}
-        return list(data.get("models") or [])
+        return self._models("/api/tags")
 
     def ps(self) -> list[dict[str, Any]]:
-        data = self.json("GET", "/api/ps") or {}
-        return list(data.get("models") or [])
+        return self._models("/api/ps")
 
     def find(self, name: ModelName) -> dict[str, Any] | None:
         """The /api/tags entry of a model, or None."""
         for entry in self.tags():
-            if name.same(str(entry.get("name") or entry.get("model") or "")):
+            label = entry.get("name") or entry.get("model")
+            if isinstance(label, str) and name.same(label):
                 return entry
         return None
 
     def show(self, name: str) -> dict[str, Any] | None:
         """POST /api/show; None when the model does not exist (404)."""
         try:
-            data = self.json("POST", "/api/show", {"model": name})
+            return self._object("POST", "/api/show", {"model": name})
         except OllamaError as err:
             if err.status == 404:
                 return None
             raise
-        return data if isinstance(data, dict) else None
 
     def delete(self, name: str) -> bool:
         """DELETE /api/delete; False when there was nothing to delete (404)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-rc(\d+))?$")
+_VERSION = re.compile(r"^v?([0-9]{1,9})\.([0-9]{1,9})\.([0-9]{1,9})(?:-rc([0-9]{1,9}))?$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 _VARIANTS = ("", "rocm", "jetpack5", "jetpack6")
@@ -136,7 +136,7 @@ def api_base(host: str) -> str:
             address = str(ipaddress.ip_address(address))
         except ValueError:
             address = value or "127.0.0.1"
-    if not re.fullmatch(r"[+-]?[0-9]+", port) or not 0 <= int(port) <= 65535:
+    if not re.fullmatch(r"[+-]?[0-9]{1,6}", port) or not 0 <= int(port) <= 65535:
         port = default_port
     try:
         ip = ipaddress.ip_address(address)

@@ -8,6 +8,9 @@ so the numbers an operator sees in Ansible's output match what Ollama's own tool
 
 from __future__ import annotations
 
+import os
+import shutil
+
 _UNITS = ((10**12, "TB"), (10**9, "GB"), (10**6, "MB"), (10**3, "KB"))
 
 
@@ -49,3 +52,28 @@ def progress_line(label: str, completed: int, total: int | None, rate: float | N
         if total and completed < total:
             line += f", about {human_duration((total - completed) / rate)} left"
     return line
+
+
+def free_bytes(path: str) -> int | None:
+    """Free bytes on the file system that holds `path` (or its nearest existing parent)."""
+    current = os.path.abspath(path)
+    while not os.path.exists(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+    try:
+        return shutil.disk_usage(current).free
+    except OSError:
+        return None
+
+
+def space_problem(path: str, needed: int, what: str) -> str | None:
+    """`not enough space in <dir>: <what> needs X, Y free`, or None when it fits (or the
+    free space cannot be read: the write itself will then say)."""
+    free = free_bytes(path)
+    if free is None or needed <= free:
+        return None
+    return (
+        f"not enough space in {path}: {what} needs {human_bytes(needed)}, {human_bytes(free)} free"
+    )

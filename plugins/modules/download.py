@@ -20,6 +20,11 @@ description:
     O(dest) atomically, with O(owner), O(group) and O(mode) already applied.
   - A wrong download is never installed. On a checksum mismatch the C(.part) file is
     deleted and the task fails naming both digests.
+  - Before a byte is written, the size the server announces is checked against the free
+    space beside O(dest) (the task fails with what is needed and what is free); a disk that
+    fills up anyway removes the C(.part) rather than leave it filling the disk.
+  - Only C(http) and C(https) are spoken, redirects included. Credentials in O(url)
+    (C(https://user:token@host/...)) are used, and shown as C(***) in every message.
   - An O(dest) that already has the right digest is left alone and nothing is fetched.
     The digest of a verified file is remembered (by device, inode, size and times, in
     C(~/.cache/localllm-fleet/) of the remote user), so a converged host does not hash
@@ -30,12 +35,14 @@ author:
 options:
   url:
     description:
-      - HTTP or HTTPS URL of the file. Redirects are followed.
+      - HTTP or HTTPS URL of the file. Redirects to other C(http) or C(https) URLs are
+        followed (at most 10); a redirect to another scheme fails the task.
     type: str
     required: true
   dest:
     description:
-      - Absolute path of the file to create. Its directory must exist.
+      - Absolute path of the file to create (a relative path is refused). Its directory
+        must exist.
     type: path
     required: true
   checksum:
@@ -52,7 +59,7 @@ options:
     default: 60
   timeout:
     description:
-      - Seconds to wait for the server to answer or to send more bytes.
+      - Seconds to wait for the server to answer or to send more bytes (at least V(1)).
     type: int
     default: 60
   validate_certs:
@@ -117,11 +124,13 @@ checksum:
 """
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
 import time
 import urllib.error
+import urllib.parse
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -141,15 +150,28 @@ from ansible_collections.localllm.fleet.plugins.module_utils.ollama_release impo
 from ansible_collections.localllm.fleet.plugins.module_utils.progress import (
     human_bytes,
     progress_line,
+    space_problem,
+)
+from ansible_collections.localllm.fleet.plugins.module_utils.trust import (
+    redact_text,
+    redact_url,
+    url_secrets,
 )
 
-_CONTENT_RANGE = re.compile(r"^bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)$")
+_CONTENT_RANGE = re.compile(r"^bytes (?:([0-9]{1,20})-([0-9]{1,20})|\*)/([0-9]{1,20}|\*)$")
 _BLOCK = 1 << 20
 _RETRIES = 5
+_MAX_REDIRECTS = 10
+_REDIRECTS = (301, 302, 303, 307, 308)
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class DownloadError(Exception):
-    pass
+    """A failure with its message; `size` is what the .part held, when it was removed."""
+
+    def __init__(self, message: str, size: int | None = None) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 def content_range(header: str | None) -> tuple[int | None, int | None]:
@@ -168,6 +190,7 @@ class Transfer:
     def __init__(self, module: AnsibleModule, url: str, part: str, deadline: float | None):
         self.module = module
         self.url = url
+        self.shown = redact_url(url)  # what messages say: never the credentials
         self.part = part
         self.deadline = deadline
         self.total: int | None = None
@@ -186,27 +209,51 @@ class Transfer:
         return self.deadline is None or time.monotonic() < self.deadline
 
     def _open(self, offset: int) -> Any:
+        """The answer to a GET from `offset`, following http(s) redirects ourselves (urllib
+        would follow one to ftp://)."""
         params = self.module.params
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        try:
-            return open_url(
-                self.url,
-                headers=headers,
-                timeout=params["timeout"],
-                validate_certs=params["validate_certs"],
-                follow_redirects="safe",
-                decompress=False,
-            )
-        except urllib.error.HTTPError as err:
-            if err.code == 416 and offset:
-                return err  # the caller decides from Content-Range
+        url = self.url
+        for _hop in range(_MAX_REDIRECTS + 1):
+            try:
+                return open_url(
+                    url,
+                    headers=headers,
+                    timeout=params["timeout"],
+                    validate_certs=params["validate_certs"],
+                    follow_redirects="none",
+                    decompress=False,
+                )
+            except urllib.error.HTTPError as err:
+                if err.code in _REDIRECTS:
+                    url = self._redirect(url, err)
+                    continue
+                if err.code == 416 and offset:
+                    return err  # the caller decides from Content-Range
+                raise DownloadError(
+                    f"cannot download {self.shown}: HTTP {err.code} {redact_text(err.reason, url)}"
+                ) from err
+            except (urllib.error.URLError, OSError, ValueError) as err:
+                reason = getattr(err, "reason", None) or err  # URLError wraps the socket's error
+                text = connection_reason(reason) if isinstance(reason, BaseException) else reason
+                raise DownloadError(
+                    f"cannot download {self.shown}: {redact_text(redact_text(text, url), self.url)}"
+                ) from err
+        raise DownloadError(f"cannot download {self.shown}: more than {_MAX_REDIRECTS} redirects")
+
+    def _redirect(self, url: str, err: urllib.error.HTTPError) -> str:
+        location = err.headers.get("Location") if err.headers else None
+        with contextlib.suppress(Exception):
+            err.close()
+        if not location:
+            raise DownloadError(f"cannot download {self.shown}: HTTP {err.code} without Location")
+        target = urllib.parse.urljoin(url, location.strip())
+        if urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
             raise DownloadError(
-                f"cannot download {self.url}: HTTP {err.code} {err.reason}"
-            ) from err
-        except (urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", None) or err  # URLError wraps the socket's error
-            text = connection_reason(reason) if isinstance(reason, BaseException) else reason
-            raise DownloadError(f"cannot download {self.url}: {text}") from err
+                f"cannot download {self.shown}: redirected to {redact_url(target)}: only http "
+                "and https are followed"
+            )
+        return target
 
     def step(self) -> bool:
         """Transfer until the file is complete (True), the deadline passes or the connection
@@ -223,29 +270,57 @@ class Transfer:
                     return True
                 os.unlink(self.part)  # longer than the file: it cannot be ours
                 raise DownloadError(
-                    f"{self.part} was longer than {self.url}; it was removed, run again"
+                    f"{self.part} was longer than {self.shown}; it was removed, run again"
                 )
             length = resp.headers.get("Content-Length")
             if status == 206:
                 first, total = content_range(resp.headers.get("Content-Range"))
-                if first != offset:
-                    raise DownloadError(
-                        f"{self.url} answered a range starting at {first}, not {offset}"
-                    )
+                if first is None or first not in (0, offset):
+                    # Not the range asked for: start over cleanly (the next attempt asks
+                    # from byte 0) rather than keep a .part that fails every run.
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.part)
+                    return False
+                offset = first
                 self.total = total
-                mode = "ab"
+                mode = "ab" if offset else "wb"
             else:  # 200: the server ignores ranges; start again from the first byte
                 offset = 0
-                self.total = int(length) if length and length.isdigit() else None
+                length = (length or "").strip()
+                self.total = int(length) if length.isdigit() and len(length) <= 20 else None
                 mode = "wb"
+            if self.total is not None:
+                problem = space_problem(
+                    os.path.dirname(self.part), self.total - offset, os.path.basename(self.dest)
+                )
+                if problem:
+                    raise DownloadError(problem)
             if offset == 0:
                 self.hasher = hashlib.sha256()
+            self._write(resp, mode)
+            size = self.size
+            if self.total is None:
+                return self.time_left()  # EOF without a known size: that was all of it
+            return size >= self.total
+        finally:
+            with contextlib.suppress(Exception):
+                resp.close()
+
+    @property
+    def dest(self) -> str:
+        return self.part[: -len(".part")]
+
+    def _write(self, resp: Any, mode: str) -> None:
+        """Copy the answer into the .part while time is left. A disk that fills up removes
+        the .part (DownloadError): a partial file must not keep the disk full."""
+        read = getattr(resp, "read1", None) or resp.read  # returns what has arrived
+        try:
             with open(self.part, mode) as handle:
                 while self.time_left():
                     try:
-                        block = resp.read(_BLOCK)
+                        block = read(_BLOCK)
                     except (OSError, ValueError):
-                        return False
+                        break  # the connection broke: the caller retries from the .part
                     if not block:
                         break
                     handle.write(block)
@@ -254,13 +329,17 @@ class Transfer:
                         self.hasher.update(block)
                 handle.flush()
                 os.fsync(handle.fileno())
-            size = self.size
-            if self.total is None:
-                return self.time_left()  # EOF without a known size: that was all of it
-            return size >= self.total
-        finally:
-            with contextlib.suppress(Exception):
-                resp.close()
+        except OSError as err:
+            reached = self.size
+            if err.errno in _DISK_FULL:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.part)
+                raise DownloadError(
+                    f"the disk filled up while writing {self.part} ({err.strerror}) after "
+                    f"{human_bytes(reached)}; the partial download was removed. Free some "
+                    "space and run again"
+                ) from err
+            raise DownloadError(f"cannot write {self.part}: {err.strerror or err}") from err
 
     def rate(self) -> float | None:
         elapsed = time.monotonic() - self.started
@@ -277,11 +356,13 @@ def finish(
     else:
         actual = sha256_file(part)
     if actual != expected:
+        size = transfer.size  # before the file goes
         with contextlib.suppress(FileNotFoundError):
             os.unlink(part)
         raise DownloadError(
-            f"checksum mismatch for {transfer.url}: expected {expected}, got {actual} "
-            f"({human_bytes(transfer.size)}); the download was deleted"
+            f"checksum mismatch for {transfer.shown}: expected {expected}, got {actual} "
+            f"({human_bytes(size)}); the download was deleted",
+            size,
         )
     file_args = module.load_file_common_arguments(module.params, path=part)
     module.set_fs_attributes_if_different(file_args, False)
@@ -309,15 +390,21 @@ def main() -> None:
     )
     params = module.params
     url, dest = params["url"], params["dest"]
+    module.no_log_values.update(url_secrets(url))  # masked in every result, invocation too
+    shown = redact_url(url)
     label = os.path.basename(dest)
     try:
         expected = "sha256:" + valid_sha256(params["checksum"])
     except ReleaseError as err:
         module.fail_json(msg=f"checksum {err}")
-    if not url.startswith(("http://", "https://")):
-        module.fail_json(msg=f"url must be http:// or https://, not {url!r}")
+    if not url.lower().startswith(("http://", "https://")):
+        module.fail_json(msg=f"url must be http:// or https://, not {shown!r}")
+    if not os.path.isabs(dest):
+        module.fail_json(msg=f"dest must be an absolute path, not {dest!r}")
     if params["max_seconds"] < 0:
         module.fail_json(msg="max_seconds must be 0 (no limit) or more")
+    if params["timeout"] < 1:  # 0 would make every socket non-blocking
+        module.fail_json(msg=f"timeout must be at least 1 second, not {params['timeout']}")
     directory = os.path.dirname(dest) or "."
     if not os.path.isdir(directory):
         module.fail_json(msg=f"the directory of dest does not exist: {directory}")
@@ -350,7 +437,7 @@ def main() -> None:
             done=False,
             bytes=size,
             total=None,
-            progress=f"{label}: would be downloaded from {url}",
+            progress=f"{label}: would be downloaded from {shown}",
             **result,
         )
 
@@ -365,7 +452,7 @@ def main() -> None:
                 failures += 1  # the connection broke: try again while time is left
                 if failures > _RETRIES:
                     raise DownloadError(
-                        f"cannot download {url}: the connection broke {failures} times"
+                        f"cannot download {shown}: the connection broke {failures} times"
                     )
                 time.sleep(min(failures, 5))
         if complete:
@@ -373,7 +460,8 @@ def main() -> None:
             result["checksum"] = expected
     except DownloadError as err:
         hashes.save()
-        module.fail_json(msg=str(err), bytes=transfer.size, total=transfer.total)
+        size = err.size if err.size is not None else transfer.size
+        module.fail_json(msg=str(err), bytes=size, total=transfer.total)
     hashes.save()
     size = os.path.getsize(dest) if complete else transfer.size
     line = progress_line(label, size, transfer.total, transfer.rate())

@@ -29,6 +29,9 @@ options:
     description:
       - GPUs as gpu_tier's C(gpu_devices) host variable. When given, the hardware is not
         probed and O(nvswitch) says whether the host has an NVSwitch fabric.
+      - Each element needs a C(name); C(index) and C(memory_mib) are whole numbers (or null),
+        C(compute_cap) looks like C(8.9), C(architecture) is a known generation. An element
+        that cannot describe a GPU fails the task before anything is decided from it.
     type: list
     elements: dict
   nvswitch:
@@ -194,6 +197,7 @@ from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_driver impor
     device_architecture,
     devices_from_probe,
     secure_boot_state,
+    validate_devices,
 )
 from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_smi import (
     PROBE_SCRIPT,
@@ -287,7 +291,11 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     if params["devices"] is not None:
-        result = facts_from_inventory(params["devices"], params["nvswitch"])
+        try:
+            devices = validate_devices(params["devices"])
+        except FlavourError as error:
+            module.fail_json(msg=f"cannot use the GPUs given: {error}")
+        result = facts_from_inventory(devices, params["nvswitch"])
     else:
         path = os.environ.get("PATH", "/usr/bin:/bin")
         extra = ":".join(p for p in EXTRA_PATHS if p not in path.split(":"))

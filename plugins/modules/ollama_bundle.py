@@ -97,6 +97,7 @@ blobs_present:
 import grp
 import os
 import pwd
+import re
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -109,12 +110,13 @@ from ansible_collections.localllm.fleet.plugins.module_utils.progress import hum
 
 def _ids(module: AnsibleModule) -> tuple[int, int]:
     owner, group = module.params["owner"], module.params["group"]
+    # ASCII digits only: str.isdigit() accepts "²", which int() refuses.
     try:
-        uid = int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
+        uid = int(owner) if re.fullmatch(r"[0-9]{1,10}", owner) else pwd.getpwnam(owner).pw_uid
     except KeyError:
         module.fail_json(msg=f"owner {owner!r} does not exist on this host (is Ollama installed?)")
     try:
-        gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        gid = int(group) if re.fullmatch(r"[0-9]{1,10}", group) else grp.getgrnam(group).gr_gid
     except KeyError:
         module.fail_json(msg=f"group {group!r} does not exist on this host (is Ollama installed?)")
     return uid, gid

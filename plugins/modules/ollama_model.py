@@ -18,6 +18,9 @@ description:
     those the base model contributes, template, system, license, messages, adapters,
     renderer, parser) and compares it with what the existing model holds (C(/api/show)).
     Only when they differ is the model created, and only then are local files uploaded.
+  - A local file named by C(FROM), C(ADAPTER) or C(DRAFT) must be GGUF or safetensors
+    weights (checked from its first bytes before it is hashed or uploaded); anything else
+    fails the task and is never copied into Ollama's store.
   - The Modelfile is parsed and validated as Ollama's own client does it (Ollama v0.32.15);
     an invalid one fails with Ollama's error text, for example C(invalid float value [hot]).
   - A base model named in C(FROM) must already be on the host (use
@@ -58,11 +61,20 @@ options:
       - Defaults to the directory of O(modelfile_path). Required when O(modelfile) text
         names a relative path.
     type: path
+  models_dir:
+    description:
+      - The Ollama store on the host (C(OLLAMA_MODELS)). When given, an import is refused
+        before the upload when the store's file system lacks the room for it (twice the
+        size of C(FROM)/C(DRAFT) files, for the upload and Ollama's re-serialized copy), and
+        blobs uploaded for a create that then fails are removed again. Without it they
+        stay until Ollama prunes unreferenced blobs at its next start.
+    type: path
   timeout:
     description:
-      - Seconds to wait for any single answer from Ollama. An import of a big GGUF streams
-        progress, so this bounds silence, not the whole import; while Ollama hashes the
-        imported copy (it reports nothing then), at least one second per 100 MB is allowed.
+      - Seconds an answer from Ollama may take (at least V(1)). An import of a big GGUF streams
+        progress, so this bounds the silence between lines, not the whole import; while Ollama
+        hashes the imported copy (it reports nothing then), at least one second per 100 MB is
+        allowed.
     type: int
     default: 600
 notes:
@@ -164,6 +176,9 @@ from ansible_collections.localllm.fleet.plugins.module_utils.digest_cache import
     DigestCache,
     ImportRecords,
 )
+from ansible_collections.localllm.fleet.plugins.module_utils.model_bundle import (
+    remove_unreferenced,
+)
 from ansible_collections.localllm.fleet.plugins.module_utils.model_state import (
     ModelContent,
     content_from_show,
@@ -175,8 +190,10 @@ from ansible_collections.localllm.fleet.plugins.module_utils.model_state import 
     render,
 )
 from ansible_collections.localllm.fleet.plugins.module_utils.modelfile import (
+    MAX_MODELFILE_BYTES,
     Modelfile,
     ModelfileError,
+    check_model_file,
     create_request,
     expand_path,
     parse,
@@ -191,6 +208,7 @@ from ansible_collections.localllm.fleet.plugins.module_utils.ollama_api import (
     OllamaError,
     OllamaUnreachable,
 )
+from ansible_collections.localllm.fleet.plugins.module_utils.progress import space_problem
 
 
 class BaseMissing(Exception):
@@ -268,7 +286,7 @@ def _load_modelfile(params: dict[str, Any]) -> tuple[Modelfile, str | None]:
             path = params["modelfile_path"]
             try:
                 with open(path, "rb") as handle:
-                    data = handle.read()
+                    data = handle.read(MAX_MODELFILE_BYTES + 1)  # parse_bytes refuses more
             except OSError as err:
                 raise TaskError(f"cannot read the Modelfile {path}: {err.strerror}") from err
             base_dir = base_dir or os.path.dirname(os.path.abspath(path))
@@ -296,6 +314,7 @@ def present(module: AnsibleModule, client: OllamaClient, name: ModelName) -> dic
             model=params["name"],
             base_dir=base_dir or scratch or ".",
             digest_file=hashes.digest,
+            check_file=check_model_file,
         )
     except ModelfileError as err:
         raise TaskError(str(err)) from err
@@ -360,9 +379,7 @@ def present(module: AnsibleModule, client: OllamaClient, name: ModelName) -> dic
 
     digests = {path: hashes.digest(path) for path in uploads}
     hashes.save()  # hashing 400 GB is worth remembering even if the upload fails
-    for path in uploads:
-        client.upload_blob(path, digests[path])
-    client.create(request, import_bytes=sum(os.path.getsize(path) for path in uploads))
+    _upload_and_create(module, client, name, request, digests)
 
     created_show = client.show(params["name"])
     if created_show is None:
@@ -386,6 +403,49 @@ def present(module: AnsibleModule, client: OllamaClient, name: ModelName) -> dic
             + " (the next run will create it again)"
         )
     return result
+
+
+def _upload_and_create(
+    module: AnsibleModule,
+    client: OllamaClient,
+    name: ModelName,
+    request: dict[str, Any],
+    digests: dict[str, str],
+) -> None:
+    """Upload the blobs the server lacks (after checking there is room), then create; what
+    this run uploaded is removed again if the create fails (with models_dir)."""
+    models_dir = module.params["models_dir"]
+    missing = [path for path in sorted(digests) if not client.blob_exists(digests[path])]
+    copied_twice = {
+        *(request.get("files") or {}).values(),
+        *(request.get("draft_files") or {}).values(),
+    }
+    needed = sum(
+        os.path.getsize(path) * (2 if digests[path] in copied_twice else 1) for path in missing
+    )
+    if models_dir and missing:
+        problem = space_problem(models_dir, needed, name.display_shortest())
+        if problem:
+            raise TaskError(problem)
+    uploaded: list[str] = []
+    try:
+        for path in missing:
+            client.upload_blob(path, digests[path])
+            uploaded.append(digests[path])
+        client.create(request, import_bytes=sum(os.path.getsize(path) for path in digests))
+    except (OllamaError, OllamaUnreachable) as err:
+        if not uploaded:
+            raise
+        if models_dir:
+            remove_unreferenced(models_dir, uploaded)
+            raise
+        count = len(set(uploaded))
+        raise TaskError(
+            f"{module.params['name']}: {err}; {count} uploaded blob{'s' if count > 1 else ''} "
+            f"{'stay' if count > 1 else 'stays'} in the store until Ollama prunes "
+            f"{'them' if count > 1 else 'it'} at its next start (give models_dir to remove "
+            f"{'them' if count > 1 else 'it'} at once)"
+        ) from err
 
 
 def absent(module: AnsibleModule, client: OllamaClient, name: ModelName) -> dict[str, Any]:
@@ -417,6 +477,7 @@ def main() -> None:
             "modelfile": {"type": "str"},
             "modelfile_path": {"type": "path"},
             "base_dir": {"type": "path"},
+            "models_dir": {"type": "path"},
             **API_ARGUMENT_SPEC,
         },
         mutually_exclusive=[("modelfile", "modelfile_path")],

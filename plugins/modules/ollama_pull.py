@@ -45,6 +45,14 @@ options:
         V(0) waits until the pull is complete.
     type: int
     default: 60
+  models_dir:
+    description:
+      - The Ollama store on the host (C(OLLAMA_MODELS)). When given, the sizes Ollama
+        announces for the model's layers are checked against the free space there as they
+        arrive; a pull that cannot fit is stopped at once (Ollama keeps what it has for a
+        later resume) and fails with what is needed and what is free, instead of filling
+        the disk.
+    type: path
 notes:
   - In check mode nothing is pulled; C(changed) says whether the model is missing (with
     O(update), whether the registry has something newer cannot be known without pulling,
@@ -135,11 +143,19 @@ from ansible_collections.localllm.fleet.plugins.module_utils.ollama_api import (
 from ansible_collections.localllm.fleet.plugins.module_utils.progress import (
     human_bytes,
     progress_line,
+    space_problem,
 )
 
 # Upstream race: a pull that starts while the previous (disconnected) one is still being
 # cancelled can attach to the dying download and fail with this text; once more then works.
 _CANCELED = "context canceled"
+
+
+def _count(value: Any) -> int | None:
+    """A byte count from Ollama's answer: an int from 0 up, else None (ignored)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 class PullTracker:
@@ -154,11 +170,12 @@ class PullTracker:
         self.started = time.monotonic()
 
     def add(self, item: dict[str, Any]) -> None:
-        self.status = str(item.get("status") or self.status)
+        self.status = str(item.get("status") or self.status)[:200]
         digest = item.get("digest")
-        if digest and item.get("total") is not None:
-            self.totals[digest] = int(item.get("total") or 0)
-            done = int(item.get("completed") or 0)
+        total = _count(item.get("total"))
+        if isinstance(digest, str) and digest and total is not None:
+            self.totals[digest] = total
+            done = min(_count(item.get("completed")) or 0, total)
             self.first.setdefault(digest, done)
             self.completed[digest] = max(done, self.completed.get(digest, 0))
         if self.status == "success":
@@ -173,6 +190,11 @@ class PullTracker:
         return sum(self.completed.values())
 
     @property
+    def remaining(self) -> int:
+        """Bytes still to come for the layers announced so far."""
+        return sum(max(total - self.completed.get(d, 0), 0) for d, total in self.totals.items())
+
+    @property
     def transferred(self) -> int:
         """Bytes this call moved (a resumed blob starts from what was already there)."""
         return sum(max(done - self.first.get(d, 0), 0) for d, done in self.completed.items())
@@ -182,14 +204,31 @@ class PullTracker:
         return self.transferred / elapsed if elapsed > 0 and self.transferred else None
 
 
-def pull(client: OllamaClient, name: str, insecure: bool, max_seconds: int) -> PullTracker:
-    """Stream one slice of the pull; OllamaError with Ollama's text when it fails."""
+class NoRoom(Exception):
+    """The model does not fit in the store: the pull was stopped (message says why)."""
+
+
+def pull(
+    client: OllamaClient,
+    name: str,
+    insecure: bool,
+    max_seconds: int,
+    models_dir: str | None = None,
+) -> PullTracker:
+    """Stream one slice of the pull; OllamaError with Ollama's text when it fails, NoRoom
+    when the layers announced so far need more than the store has free."""
     deadline = time.monotonic() + max_seconds if max_seconds > 0 else None
     for attempt in range(2):
         tracker = PullTracker()
+        announced = 0
         try:
             for item in client.pull(name, insecure=insecure, deadline=deadline):
                 tracker.add(item)
+                if models_dir and tracker.total > announced:
+                    announced = tracker.total
+                    problem = space_problem(models_dir, tracker.remaining, name)
+                    if problem:
+                        raise NoRoom(problem)  # leaving the stream cancels the pull
         except DeadlineReached:
             return tracker
         except OllamaError as err:
@@ -208,6 +247,7 @@ def main() -> None:
             "insecure": {"type": "bool", "default": False},
             "update": {"type": "bool", "default": False},
             "max_seconds": {"type": "int", "default": 60},
+            "models_dir": {"type": "path"},
             **API_ARGUMENT_SPEC,
         },
         supports_check_mode=True,
@@ -224,7 +264,7 @@ def main() -> None:
     try:
         existing = client.find(name)
         if existing is not None and (not params["update"] or module.check_mode):
-            size = int(existing.get("size") or 0)
+            size = _count(existing.get("size")) or 0
             module.exit_json(
                 changed=False,
                 done=True,
@@ -244,8 +284,12 @@ def main() -> None:
                 progress=f"{label}: would be pulled",
                 digest=None,
             )
-        tracker = pull(client, params["name"], params["insecure"], params["max_seconds"])
+        tracker = pull(
+            client, params["name"], params["insecure"], params["max_seconds"], params["models_dir"]
+        )
         after = client.find(name) if tracker.done else None
+    except NoRoom as err:
+        module.fail_json(msg=str(err), name=label)
     except OllamaUnreachable as err:
         module.fail_json(msg=str(err), name=label)
     except OllamaError as err:

@@ -16,6 +16,7 @@ import importlib.util
 import io
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -218,9 +219,16 @@ class SlowServer:
 
 
 @contextlib.contextmanager
-def slow_server(root: Path, kind: str, rate: float | None = None) -> Iterator[SlowServer]:
+def slow_server(
+    root: Path, kind: str, rate: float | None = None, hold_after: int | None = None
+) -> Iterator[SlowServer]:
     """kind `registry` (tests/standins/ollama/registry-server, blob redirects), `mirror`
-    (tests/lab/mirror-server, byte ranges) or `plain` (http.server, ignores ranges)."""
+    (tests/lab/mirror-server, byte ranges) or `plain` (http.server, ignores ranges).
+
+    `hold_after`: the first body longer than that stops after `hold_after` bytes until the
+    client comes back with another request (then the rest follows at full speed), so that a
+    transfer is cut into at least two calls whatever the machine's load: no clock involved.
+    """
     if kind == "registry":
         script = _load_script(STANDINS / "registry-server", "registry_server")
         base = script.RegistryHandler
@@ -230,6 +238,9 @@ def slow_server(root: Path, kind: str, rate: float | None = None) -> Iterator[Sl
         script = _load_script(REPO / "tests" / "lab" / "mirror-server", "mirror_server")
         base = script.MirrorHandler
     ranges: list[str] = []
+    holding = threading.Event()  # a body is on hold
+    released = threading.Event()  # a later request came: let it go
+    hold_lock = threading.Lock()
 
     class Handler(base):  # type: ignore[misc, valid-type]
         def log_message(self, format: str, *args: Any) -> None:
@@ -238,9 +249,26 @@ def slow_server(root: Path, kind: str, rate: float | None = None) -> Iterator[Sl
         def send_head(self):  # type: ignore[no-untyped-def]
             if self.command == "GET":
                 ranges.append(self.headers.get("Range") or "")
+            if holding.is_set():
+                released.set()
             return super().send_head()
 
         def copyfile(self, source: Any, outputfile: Any) -> None:
+            if hold_after is not None:
+                with hold_lock:
+                    first = not holding.is_set()
+                    head = source.read(hold_after + 1) if first else b""
+                    if len(head) > hold_after:
+                        holding.set()
+                if head:
+                    try:
+                        outputfile.write(head[:hold_after])
+                        outputfile.flush()
+                        if len(head) > hold_after:
+                            released.wait(120)
+                        outputfile.write(head[hold_after:])
+                    except OSError:
+                        return
             if rate is None:
                 super().copyfile(source, outputfile)
                 return
@@ -293,6 +321,89 @@ def shared_server(artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
     with serving(artifact, tmp_path_factory.mktemp("ollama-home")) as running:
         yield running
+
+
+# --------------------------------------------------------------------------- hostile servers
+
+
+@contextlib.contextmanager
+def raw_server(handler: Any) -> Iterator[str]:
+    """A loopback TCP server whose `handler(conn, stop, request)` writes whatever bytes it
+    likes (`request`: the first bytes the client sent; `stop` is set when the test ends)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=_handle, args=(conn,), daemon=True).start()
+
+    def _handle(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(30)
+            try:
+                request = _read_request(conn)  # all of it: unread bytes would reset the socket
+                handler(conn, stop, request)
+            except OSError:
+                return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    """The request line, headers and a Content-Length body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            length = int(value.strip())
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def answer(body: bytes, status: str = "200 OK", kind: str = "application/json") -> Any:
+    """A raw_server handler that answers `body` once."""
+
+    def handler(conn: socket.socket, _stop: threading.Event, _request: bytes) -> None:
+        head = f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n"
+        head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        conn.sendall(head.encode() + body)
+
+    return handler
+
+
+def routed(answers: dict[str, Any]) -> Any:
+    """A raw_server handler answering by request path: {path: raw_server handler}."""
+
+    def handler(conn: socket.socket, stop: threading.Event, request: bytes) -> None:
+        path = request.split(b" ", 2)[1].decode() if request.count(b" ") >= 2 else ""
+        answers[path](conn, stop, request)
+
+    return handler
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import stat
@@ -19,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ollama_module_testing import free_port, run, slow_server, state_home  # noqa: F401
+from ollama_module_testing import (  # noqa: F401
+    answer,
+    free_port,
+    raw_server,
+    routed,
+    run,
+    slow_server,
+    state_home,
+)
 
 from ansible_collections.localllm.fleet.plugins.module_utils.digest_cache import DigestCache
 
@@ -251,6 +260,7 @@ def test_a_416_without_content_range_lets_the_checksum_decide(
     assert not part.exists()
 
 
+@pytest.mark.controller
 def test_the_action_shows_the_progress_of_an_unfinished_download(tmp_path: Path) -> None:
     """Through ansible-playbook: the action plugin marks a `done: false` result to be shown
     at default verbosity, and leaves a finished one to the callback's usual one line."""
@@ -301,3 +311,137 @@ def test_the_action_shows_the_progress_of_an_unfinished_download(tmp_path: Path)
     assert "ok: [localhost]" in finished
     assert "present and verified" not in finished
     assert "missing.gguf: would be downloaded from http://127.0.0.1:9/missing.gguf" in done.stdout
+
+
+# ---------------------------------------------------------------------------- hostile or full
+
+
+def test_a_checksum_mismatch_reports_the_real_size(files: Path, tmp_path: Path) -> None:
+    with slow_server(files, "mirror") as mirror:
+        result = run(
+            "download",
+            args(f"{mirror.url}/models/weights.gguf", tmp_path / "w.gguf", "sha256:" + "0" * 64,
+                 max_seconds=0),
+        )  # fmt: skip
+    assert result["failed"] is True
+    assert "(3.0 MB); the download was deleted" in result["msg"]
+    assert "(0 B)" not in result["msg"]
+    assert result["bytes"] == SIZE
+
+
+def test_a_relative_dest_is_refused(files: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run("download", args("http://127.0.0.1:9/x", Path("x.gguf"), "sha256:" + "0" * 64))
+    assert result["failed"] is True
+    assert result["msg"] == "dest must be an absolute path, not 'x.gguf'"
+    assert list(tmp_path.iterdir()) == [tmp_path / "remote-home"]
+
+
+def test_no_room_for_the_file_is_said_before_a_byte_is_written(tmp_path: Path) -> None:
+    huge = 10**15  # 1 PB announced, a few bytes sent
+
+    def handler(conn, stop, request):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n0123456789" % huge)
+
+    dest = tmp_path / "big.gguf"
+    with raw_server(handler) as url:
+        result = run("download", args(f"{url}/big.gguf", dest, "sha256:" + "0" * 64))
+    assert result["failed"] is True
+    assert re.search(r"^not enough space in .*: big\.gguf needs 1000 TB, [\d.]+ [KMGT]?B free$",
+                     result["msg"]), result["msg"]  # fmt: skip
+    assert not dest.exists()
+    assert not Path(f"{dest}.part").exists()
+
+
+def test_a_disk_that_fills_up_leaves_no_partial_file(files: Path, tmp_path: Path) -> None:
+    """The .part is a link to /dev/full: every write fails with ENOSPC, as on a full disk."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    dest = tmp_path / "weights.gguf"
+    part = Path(f"{dest}.part")
+    part.symlink_to("/dev/full")
+    source = files / "models" / "weights.gguf"
+    with slow_server(files, "plain") as mirror:
+        result = run(
+            "download", args(f"{mirror.url}/models/weights.gguf", dest, checksum(source),
+                             max_seconds=0),
+        )  # fmt: skip
+    assert result["failed"] is True
+    assert "the disk filled up while writing" in result["msg"]
+    assert "No space left on device" in result["msg"]
+    assert not os.path.lexists(part)
+    assert not dest.exists()
+
+
+def test_a_206_from_byte_zero_restarts_cleanly(files: Path, tmp_path: Path) -> None:
+    """A server that answers a Range request with 206 from byte 0 (it ignores the range but
+    says 206): the download starts over instead of failing on every run."""
+    data = (files / "models" / "weights.gguf").read_bytes()
+
+    def handler(conn, stop, request):
+        head = b"HTTP/1.1 206 Partial Content\r\nContent-Length: %d\r\n" % len(data)
+        head += b"Content-Range: bytes 0-%d/%d\r\n\r\n" % (len(data) - 1, len(data))
+        conn.sendall(head + data)
+
+    dest = tmp_path / "weights.gguf"
+    Path(f"{dest}.part").write_bytes(data[:1000])
+    with raw_server(handler) as url:
+        digest = checksum(files / "models" / "weights.gguf")
+        result = run("download", args(f"{url}/w.gguf", dest, digest, max_seconds=0))
+    assert result.get("failed") is not True, result
+    assert result["done"] is True
+    assert dest.read_bytes() == data
+
+
+def test_a_redirect_to_another_scheme_is_refused(tmp_path: Path) -> None:
+    def handler(conn, stop, request):
+        conn.sendall(
+            b"HTTP/1.1 302 Found\r\nLocation: ftp://127.0.0.1:9/x.gguf\r\nContent-Length: 0\r\n\r\n"
+        )
+
+    with raw_server(handler) as url:
+        result = run("download", args(f"{url}/x.gguf", tmp_path / "x.gguf", "sha256:" + "0" * 64))
+    assert result["failed"] is True
+    assert (
+        "redirected to ftp://127.0.0.1:9/x.gguf: only http and https are followed" in result["msg"]
+    )
+
+
+def test_http_redirects_are_still_followed(files: Path, tmp_path: Path) -> None:
+    source = files / "models" / "weights.gguf"
+    with slow_server(files, "mirror") as mirror:
+
+        def handler(conn, stop, request):
+            location = f"{mirror.url}/models/weights.gguf".encode()
+            conn.sendall(
+                b"HTTP/1.1 301 Moved\r\nLocation: " + location + b"\r\nContent-Length: 0\r\n\r\n"
+            )
+
+        with raw_server(handler) as url:
+            result = run("download", args(f"{url}/old.gguf", tmp_path / "w.gguf", checksum(source),
+                                          max_seconds=0))  # fmt: skip
+    assert result["done"] is True, result
+    assert (tmp_path / "w.gguf").read_bytes() == source.read_bytes()
+
+
+def test_credentials_in_the_url_never_reach_the_output(files: Path, tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://fleet:s3cr%40t@127.0.0.1:{port}/models/weights.gguf"
+    result = run("download", args(url, tmp_path / "x.gguf", "sha256:" + "0" * 64))
+    assert result["failed"] is True
+    assert result["msg"] == (
+        f"cannot download http://***@127.0.0.1:{port}/models/weights.gguf: connection refused"
+    )
+    text = json.dumps(result)
+    assert "s3cr" not in text
+    assert "fleet:" not in text
+
+
+@pytest.mark.parametrize("timeout", [0, -5])
+def test_a_timeout_below_one_second_is_refused(tmp_path: Path, timeout: int) -> None:
+    result = run(
+        "download",
+        args("http://127.0.0.1:9/x", tmp_path / "x.gguf", "sha256:" + "0" * 64, timeout=timeout),
+    )
+    assert result["failed"] is True
+    assert result["msg"] == f"timeout must be at least 1 second, not {timeout}"

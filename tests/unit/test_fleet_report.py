@@ -97,3 +97,14 @@ def test_no_serving_section_without_a_serving_layer():
     rows = [fr.host_row({"host": "h1"})]
     assert "Serving" not in fr.text_table(rows, serving=None)
     assert "Serving" not in fr.markdown(rows, "Fleet", serving={"endpoints": [], "models": []})
+
+
+def test_terminal_and_markdown_output_carry_no_control_characters():
+    from ansible_collections.localllm.fleet.plugins.module_utils import fleet_report
+
+    row = {key: f"x\x1b]0;pwned\x07\x1b[2J{key}\r" for key, _ in fleet_report.COLUMNS}
+    for text in (
+        fleet_report.text_table([row], notes=["n\x1b[31m"], details=["d\x1b[0m"]),
+        fleet_report.markdown([row], "t\x1b[1m", notes=["n\x1b"], details=["d\x07"]),
+    ):
+        assert not any(ch in text for ch in "\x1b\x07\r"), repr(text)

@@ -137,6 +137,7 @@ def run_module(env: dict, args: str) -> tuple[int, dict]:
     return result.returncode, output["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
 
+@pytest.mark.controller
 @pytest.mark.skipif(not ANSIBLE.exists(), reason="needs the project venv (scripts/setup)")
 def test_module_decides_open_modules_for_the_nodriver_profile(tmp_path):
     rc, result = run_module(lab_root(tmp_path, "nodriver"), "module_flavour=auto branch=570")
@@ -147,8 +148,65 @@ def test_module_decides_open_modules_for_the_nodriver_profile(tmp_path):
     assert result["module_flavour"]["flavour"] == "open"
 
 
+@pytest.mark.controller
 @pytest.mark.skipif(not ANSIBLE.exists(), reason="needs the project venv (scripts/setup)")
 def test_module_fails_with_the_reason_when_the_flavour_cannot_work(tmp_path):
     rc, result = run_module(lab_root(tmp_path, "h100x8"), "module_flavour=open branch=470")
     assert rc != 0
     assert "branch 470 has no open modules" in result["msg"]
+
+
+# ---------------------------------------------------------------------------- devices given
+
+
+def given(devices: list) -> dict:
+    from ollama_module_testing import run
+
+    return run("gpu_facts", {"devices": devices, "nvswitch": False, "module_flavour": "auto"})
+
+
+@pytest.mark.parametrize(
+    ("device", "match"),
+    [
+        ({"index": 0, "memory_mib": 24564}, "devices[0]: needs a name"),
+        ({"index": 0, "name": "", "memory_mib": 24564}, "devices[0]: needs a name"),
+        ({"index": 0, "name": "RTX 4090", "memory_mib": -1}, "memory_mib -1 is not"),
+        ({"index": 0, "name": "RTX 4090", "memory_mib": "lots"}, "memory_mib 'lots' is not"),
+        ({"index": 0, "name": "RTX 4090", "memory_mib": True}, "memory_mib True is not"),
+        ({"index": 0, "name": "RTX 4090", "memory_mib": 10**25}, "is not"),
+        ({"index": -3, "name": "RTX 4090"}, "index -3 is not"),
+        ({"index": 0, "name": "RTX 4090", "compute_cap": "nine"}, "compute_cap 'nine' is not"),
+        ({"index": 0, "name": "RTX 4090", "architecture": "quantum"}, "architecture 'quantum'"),
+        ({"index": 0, "name": "x" * 200}, "name is longer than"),
+        ({"index": 0, "name": ["RTX 4090"]}, "needs a name"),
+    ],
+)
+def test_devices_that_cannot_be_a_gpu_are_refused(device, match):
+    result = given([device])
+    assert result.get("failed") is True, result
+    assert match in result["msg"]
+    assert "module_flavour" not in result
+
+
+def test_devices_as_gpu_tier_writes_them_are_accepted():
+    devices = [
+        {
+            "index": 0,
+            "name": "NVIDIA GeForce RTX 4090",
+            "memory_mib": 24564,
+            "memory_status": "reported",
+            "uuid": "GPU-5b0a4c7e-2d1f-9a7b-3c4d-8e9f0a1b2c3d",
+            "pci_bus_id": "00000000:01:00.0",
+            "driver": "550.54.15",
+            "compute_cap": "8.9",
+            "architecture": "ada",
+            "mig_enabled": False,
+            "mig_devices": [],
+            "pci_device_id": "2684",
+        },
+        {"index": None, "name": "AD102GL [L40S]", "memory_mib": None, "pci_bus_id": "0000:3b:00.0"},
+    ]
+    result = given(devices)
+    assert result.get("failed") is not True, result
+    assert result["gpu_count"] == 2
+    assert result["module_flavour"]["flavour"] == "open"

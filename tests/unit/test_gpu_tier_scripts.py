@@ -18,17 +18,19 @@ FIXTURES = Path(__file__).parent / "fixtures" / "nvidia"
 PLAIN_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
 
 
-def gpu_tier(*args: str, stdin: str = "") -> tuple[int, dict | None, str]:
+def gpu_tier(
+    *args: str, stdin: str | bytes = "", python: str = PLAIN_PYTHON
+) -> tuple[int, dict | None, str]:
     result = subprocess.run(
-        [PLAIN_PYTHON, str(REPO / "scripts" / "gpu-tier"), *args],
-        input=stdin,
+        [python, str(REPO / "scripts" / "gpu-tier"), *args],
+        input=stdin.encode() if isinstance(stdin, str) else stdin,
         capture_output=True,
-        text=True,
         check=False,
-        env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")},
+        env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), "LC_ALL": "C.UTF-8"},
     )
-    document = json.loads(result.stdout) if result.stdout.strip() else None
-    return result.returncode, document, result.stderr
+    stdout = result.stdout.decode()
+    document = json.loads(stdout) if stdout.strip() else None
+    return result.returncode, document, result.stderr.decode(errors="replace")
 
 
 def test_a_24_gb_card_from_stdin():
@@ -118,6 +120,94 @@ def test_bad_options_exit_1_with_a_message(args, match):
     assert match in stderr
 
 
+def test_non_utf8_input_is_read_not_a_traceback():
+    text = (FIXTURES / "query-rtx4090-header-units.txt").read_bytes()
+    code, document, stderr = gpu_tier(stdin=text.replace(b"NVIDIA GeForce", b"NVIDIA \xff\xfe"))
+    assert "Traceback" not in stderr
+    assert code == 0
+    assert document["gpus"][0]["name"] == "NVIDIA \ufffd\ufffd RTX 4090"
+    code, document, stderr = gpu_tier(stdin=b"\xff\xfe\x00garbage\x80\n")
+    assert "Traceback" not in stderr
+    assert code == 3
+    assert "nvidia-smi output is not readable" in document["error"]
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("tier_models: [unclosed\n", "is not valid YAML"),
+        ("- just\n- a list\n", "must be a mapping"),
+        (b"tier_models: \xff\n", "is not UTF-8"),
+    ],
+)
+def test_a_broken_policy_file_is_one_line_and_exit_1(tmp_path, content, match):
+    policy = tmp_path / "policy.yml"
+    if isinstance(content, bytes):
+        policy.write_bytes(content)
+    else:
+        policy.write_text(content)
+    code, document, stderr = gpu_tier("--policy", str(policy), python=sys.executable)  # PyYAML
+    assert (code, document) == (1, None)
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert stderr.startswith(f"gpu-tier: {policy}: ")
+    assert match in stderr
+
+
+def test_a_probe_timeout_is_an_unreadable_host_not_a_traceback():
+    code, document, stderr = gpu_tier("--local", "--timeout", "0.001")
+    assert "Traceback" not in stderr
+    assert "@@localllm-probe" not in stderr + json.dumps(document)  # no probe script dumped
+    assert code == 3
+    assert document["tier"] is None
+    assert "did not finish within 0.001 s" in document["error"]
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan"])
+def test_a_timeout_that_cannot_work_is_a_usage_error(timeout):
+    code, document, stderr = gpu_tier("--local", "--timeout", timeout)
+    assert (code, document) == (2, None)
+    assert "--timeout" in stderr
+
+
+# ------------------------------------------------------------------------------ fail closed
+
+
+def test_an_absurd_memory_figure_gets_no_tier_instead_of_frontier():
+    query = "index, name, memory.total [MiB]\n0, NVIDIA H100, 10000000000000000000000000\n"
+    code, document, _ = gpu_tier(stdin=query)
+    assert code == 3
+    assert document["tier"] is None
+    assert "more than any GPU has" in document["error"]
+
+
+def test_an_unparsable_compute_capability_gets_no_tier():
+    query = "index, name, memory.total [MiB], compute_cap\n0, NVIDIA A10G, 23028, nine\n"
+    code, document, _ = gpu_tier(stdin=query)
+    assert (code, document["tier"]) == (3, None)
+    assert "not a compute capability" in document["error"]
+
+
+def test_one_gpu_pasted_twice_is_one_24_gb_card():
+    text = (FIXTURES / "query-rtx4090-header-units.txt").read_text()
+    header, row = text.strip().splitlines()
+    code, document, _ = gpu_tier(stdin=f"{header}\n{row}\n{row.replace('0,', '1,', 1)}\n")
+    assert code == 0
+    assert (document["gpu_count"], document["gpu_memory_mib_total"]) == (1, 24564)
+    assert document["tier"] == "medium"
+
+
+def test_a_pasted_query_without_index_reads_in_row_order():
+    code, document, _ = gpu_tier(stdin="name, memory.total [MiB]\nNVIDIA A10G, 23028\n")
+    assert (code, document["tier"], document["gpu_count"]) == (0, "medium", 1)
+
+
+def test_a_pasted_query_without_memory_counts_the_gpus_and_says_why_no_tier():
+    code, document, _ = gpu_tier(stdin="index, name\n0, NVIDIA A10G\n1, NVIDIA A10G\n")
+    assert (code, document["tier"], document["gpu_count"]) == (3, None, 2)
+    assert "add memory.total to --query-gpu" in document["error"]
+
+
 def test_local_probe_of_this_machine():
     code, document, _ = gpu_tier("--local")
     assert document["status"] in ("gpu", "cpu", "driver_needed", "unreachable")
@@ -183,3 +273,62 @@ def test_fleet_plan_for_a_plain_inventory(tmp_path):
         "CTX",
     ]
     assert "1 unreachable" in table.stdout
+
+
+def fleet_plan(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "fleet-plan"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("output", ["table", "json"])
+def test_fleet_plan_with_a_limit_that_matches_nothing(tmp_path, output):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  hosts:\n    controller:\n      ansible_connection: local\n")
+    result = fleet_plan(
+        "-i", str(inventory), "--limit", "nomatch", "--format", output, cwd=tmp_path
+    )
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"fleet-plan: no hosts match --limit 'nomatch' in {inventory}" in result.stderr
+    if output == "json":
+        assert json.loads(result.stdout) == []
+
+
+def test_fleet_plan_shows_model_names_an_operator_wrote_as_strings():
+    fleet_plan_module = _load_fleet_plan()
+    rows = fleet_plan_module.plan_rows(
+        {
+            "_meta": {
+                "hostvars": {
+                    "a": {
+                        "gpu_probe_status": "gpu",
+                        "gpu_devices": ["junk", {"name": "NVIDIA L4", "memory_mib": 23034}],
+                        "ollama_models": ["qwq:32b", {"name": "gemma3:27b"}],
+                        "gpu_memory_mib_total": "lots",
+                    }
+                }
+            }
+        }
+    )
+    text = fleet_plan_module.table(rows, wide=False)
+    assert "qwq:32b, gemma3:27b" in text
+    assert "1x L4" in text
+
+
+def _load_fleet_plan():
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader(
+        "fleet_plan", str(REPO / "scripts" / "fleet-plan")
+    )
+    spec = importlib.util.spec_from_loader("fleet_plan", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module

@@ -145,3 +145,123 @@ def test_unknown_models_and_usage(store: Path, tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "is not a model bundle: its first member is not index.json" in result.stderr
     assert bundle("export", "-o", "x").returncode == 2
+
+
+# ---------------------------------------------------------------------------- hostile bundles
+
+FORMAT = "localllm.fleet/model-bundle"
+NAME = "lab/tiny:1"
+MANIFEST = "manifests/registry.ollama.ai/lab/tiny/1"
+
+
+def _sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def craft(path: Path, index: bytes | None = None, manifest: bytes | None = None,
+          layer_size: int | None = None) -> Path:  # fmt: skip
+    """A small bundle: one model, a config and a layer blob; pieces can be replaced."""
+    config, layer = b'{"model_format":"gguf"}', b"GGUF" + b"\0" * 60
+    if manifest is None:
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "config": {"digest": _sha(config), "size": len(config)},
+                "layers": [{"digest": _sha(layer), "size": layer_size or len(layer)}],
+            }
+        ).encode()
+    if index is None:
+        index = json.dumps(
+            {
+                "format": FORMAT,
+                "version": 1,
+                "models": [
+                    {
+                        "name": NAME,
+                        "manifest": MANIFEST,
+                        "digest": _sha(manifest),
+                        "size": len(manifest),
+                        "blobs": [_sha(config), _sha(layer)],
+                    }
+                ],
+                "blobs": [
+                    {"digest": _sha(config), "size": len(config)},
+                    {"digest": _sha(layer), "size": len(layer)},
+                ],
+            }
+        ).encode()
+    members = [("index.json", index), (MANIFEST, manifest)]
+    members += [(f"blobs/{_sha(b).replace(':', '-')}", b) for b in (config, layer)]
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, __import__("io").BytesIO(data))
+    return path
+
+
+def test_a_crafted_bundle_is_a_valid_bundle(tmp_path: Path) -> None:
+    """The control for the tests below: the unmodified crafted bundle verifies."""
+    result = bundle("verify", str(craft(tmp_path / "ok.bundle")))
+    assert result.returncode == 0, result.stderr
+
+
+def _index(**changes) -> bytes:
+    data = {"format": FORMAT, "version": 1, "models": [], "blobs": []}
+    data.update(changes)
+    return json.dumps(data).encode()
+
+
+@pytest.mark.parametrize(
+    ("index", "reason"),
+    [
+        (_index(blobs=5), "'blobs' must be a list"),
+        (_index(models={"a": 1}), "'models' must be a list"),
+        (_index(blobs=[{"digest": "sha256:" + "a" * 64, "size": True}]), "invalid size"),
+        (_index(blobs=[{"digest": "sha256:" + "a" * 64 + "\n", "size": 1}]), "invalid blob digest"),
+        (b'{"format": "' + FORMAT.encode() + b'", "x": ' + b"[" * 100000 + b"]" * 100000 + b"}",
+         "nested too deeply"),
+        (b"[" * 200000, "nested too deeply"),
+        (b"\xff\xfe", "index.json is not JSON"),
+        (b'"just a string"', "lacks format"),
+    ],
+    ids=["blobs-int", "models-dict", "bool-size", "digest-newline", "bomb-in-object", "bomb",
+         "not-utf8", "string"],
+)  # fmt: skip
+def test_a_hostile_index_is_not_a_model_bundle(tmp_path: Path, index: bytes, reason: str) -> None:
+    path = craft(tmp_path / "hostile.bundle", index=index)
+    for command in ("inspect", "verify"):
+        result = bundle(command, str(path))
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "is not a model bundle: " in result.stderr
+        assert reason in result.stderr
+
+
+def test_a_manifest_nesting_bomb_is_not_a_model_bundle(tmp_path: Path) -> None:
+    path = craft(tmp_path / "bomb.bundle", manifest=b"[" * 200000)
+    result = bundle("verify", str(path))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "is not a model bundle: the manifest of lab/tiny:1 is nested too deeply" in result.stderr
+
+
+def test_a_manifest_whose_sizes_disagree_with_the_index_is_refused(tmp_path: Path) -> None:
+    path = craft(tmp_path / "liar.bundle", layer_size=4096)
+    result = bundle("verify", str(path))
+    assert result.returncode == 1
+    assert "manifest of lab/tiny:1: blob sha256:" in result.stderr
+    assert "has 4096 bytes in the manifest, 64 in the index" in result.stderr
+
+
+def test_export_into_a_directory_is_refused_before_anything_is_written(
+    store: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "out"
+    target.mkdir()
+    result = bundle("export", "deepseek-r1:1.5b", "-o", str(target), "--models-dir", str(store))
+    assert result.returncode == 1
+    assert f"model-bundle: {target} is a directory: give the bundle's file name" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert list(target.iterdir()) == []

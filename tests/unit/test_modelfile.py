@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.localllm.fleet.plugins.filter import modelfile as modelfile_filter
 from ansible_collections.localllm.fleet.plugins.module_utils.modelfile import (
     INSTRUCTIONS,
     PLAIN_KEYWORDS,
@@ -728,14 +727,24 @@ def test_every_instruction_but_from_parameter_and_message_is_plain():
     assert set(PLAIN_KEYWORDS) == set(INSTRUCTIONS) - {"from", "parameter", "message"}
 
 
+@pytest.fixture
+def modelfile_filter():
+    """The filter plugin (controller side: it needs ansible.errors)."""
+    from ansible_collections.localllm.fleet.plugins.filter import modelfile
+
+    return modelfile
+
+
+@pytest.mark.controller
 @pytest.mark.parametrize("keyword", PLAIN_KEYWORDS)
-def test_modelfile_line_writes_plain_instructions_under_their_keyword(keyword):
+def test_modelfile_line_writes_plain_instructions_under_their_keyword(keyword, modelfile_filter):
     line = modelfile_filter.modelfile_line(keyword.upper(), "0.14.0")  # fits REQUIRES too
     assert line == f"{keyword.upper()} 0.14.0"
     assert parse(f"FROM m\n{line}\n").commands[-1] == Command(keyword, "0.14.0")
 
 
-def test_modelfile_line_writes_anything_else_as_a_parameter():
+@pytest.mark.controller
+def test_modelfile_line_writes_anything_else_as_a_parameter(modelfile_filter):
     assert modelfile_filter.modelfile_line("temperature", 0.6) == "PARAMETER temperature 0.6"
     assert modelfile_filter.modelfile_line("from", "qwq:32b") == "FROM qwq:32b"
     assert modelfile_filter.modelfile_line("message", "user", "Hi") == "MESSAGE user Hi"

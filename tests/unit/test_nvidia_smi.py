@@ -133,7 +133,7 @@ def test_a_gpu_that_fell_off_the_bus_is_reported_not_dropped_silently():
         ("0, A, 1, 550.54.15\n0, B, 1, 550.54.15\n", "indexes repeat"),
         ("hello world\n", "cannot tell the columns"),
         ("", "listed no GPU"),
-        ("index, uuid\n0, GPU-12345678\n", "lacks index, name or memory.total"),
+        ("index, uuid\n0, GPU-12345678\n", "lacks name and memory.total"),
     ],
 )
 def test_garbage_is_refused_with_the_reason(text, match):
@@ -144,10 +144,162 @@ def test_garbage_is_refused_with_the_reason(text, match):
 
 def test_garbage_in_optional_cells_is_dropped_not_trusted():
     text = "index, name, uuid, pci.bus_id, memory.total [MiB], driver_version, compute_cap\n"
-    text += "0, NVIDIA A10G, {{ 7*7 }}, nowhere, 23028, 5.5.5.5.5, nine\n"
+    text += "0, NVIDIA A10G, {{ 7*7 }}, nowhere, 23028, 5.5.5.5.5, [N/A]\n"
     (gpu,) = ns.parse_query(text).gpus
     assert (gpu.uuid, gpu.pci_bus_id, gpu.driver_version, gpu.compute_cap) == (None,) * 4
-    assert len(gpu.notes) == 4
+    assert len(gpu.notes) == 3
+
+
+# ------------------------------------------------------------------------------ fail closed
+
+
+FULLWIDTH_8_9 = "\uff18.\uff19"
+
+
+@pytest.mark.parametrize("cell", ["nine", "8.9.1", "89", "8,9", FULLWIDTH_8_9, "-1.0", "8.9 x"])
+def test_an_unparsable_compute_capability_refuses_the_line_instead_of_passing_as_capable(cell):
+    text = "index, name, memory.total [MiB], compute_cap\n"
+    text += f"0, NVIDIA A10G, 23028, {cell}\n"
+    result = ns.parse_query(text)
+    assert result.status == ns.STATUS_GARBAGE
+    assert "compute_cap" in result.message
+    assert "not a compute capability" in result.message
+
+
+@pytest.mark.parametrize("cell", ["[N/A]", "N/A", "[Not Supported]", ""])
+def test_a_compute_capability_the_driver_does_not_report_stays_unknown(cell):
+    text = f"index, name, memory.total [MiB], compute_cap\n0, Tesla K80, 11441, {cell}\n"
+    (gpu,) = ns.parse_query(text).gpus
+    assert gpu.compute_cap is None
+
+
+@pytest.mark.parametrize(
+    "memory", ["10000000000000000000000000", "4194305", "99999999999999999999999999999 MiB"]
+)
+def test_an_absurd_memory_size_is_refused(memory):
+    result = ns.parse_query(f"index, name, memory.total [MiB]\n0, NVIDIA H100, {memory}\n")
+    assert result.status == ns.STATUS_GARBAGE
+    assert "memory.total" in result.message
+    assert "more than any GPU has" in result.message or "not a MiB figure" in result.message
+
+
+def test_the_largest_plausible_memory_is_still_read():
+    (gpu,) = ns.parse_query("index, name, memory.total [MiB]\n0, Future GPU, 4194304\n").gpus
+    assert gpu.memory_mib == 4194304
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "index, name, memory.total [MiB]\n0, NVIDIA H100, \uff18\uff11\uff15\uff15\uff19\n",
+        "index, name, memory.total [MiB]\n0, NVIDIA H100, +81559\n",
+        "index, name, memory.total [MiB]\n\u0660, NVIDIA H100, 81559\n",  # Arabic-Indic zero
+        "index, name, memory.total [MiB]\n\u00b2, NVIDIA H100, 81559\n",  # int() refuses "²"
+        "index, name, memory.total [MiB]\n0, NVIDIA H100, \u00b2\n",
+    ],
+)
+def test_only_ascii_digits_are_numbers(text):
+    result = ns.parse_query(text)
+    assert result.status == ns.STATUS_GARBAGE
+
+
+def test_numbers_too_long_for_int_are_refused_not_raised():
+    digits = "9" * 5000  # past Python's int() digit limit
+    assert ns.parse_query(f"{digits}, T4, 15360, 535.1\n").status == ns.STATUS_GARBAGE
+    assert ns.parse_query(f"0, T4, {digits}, 535.1\n").status == ns.STATUS_GARBAGE
+    assert ns.parse_nproc(digits) is None
+    assert ns.parse_meminfo(f"MemTotal: {digits} kB\n") is None
+    mig = f"GPU {digits}: A100 (UUID: GPU-1)\n  MIG 1g.{digits}gb Device 0:\n"
+    assert ns.parse_mig_list(mig) == {}
+    with pytest.raises(ns.ProbeError):
+        ns.parse_probe_output(f"@@localllm-probe 1\n@@begin nvidia-smi-query\n@@rc {digits}\n")
+
+
+# ------------------------------------------------------------------------------ GPUs by identity
+
+UUID_A = "GPU-aaaaaaaa-1111-2222-3333-444444444444"
+UUID_B = "GPU-bbbbbbbb-1111-2222-3333-444444444444"
+HEADER = "index, name, uuid, pci.bus_id, memory.total [MiB], driver_version\n"
+
+
+def test_a_gpu_listed_twice_under_the_same_uuid_is_counted_once():
+    text = HEADER
+    text += f"0, NVIDIA H100, {UUID_A}, 00000000:18:00.0, 81559, 550.54.15\n"
+    text += f"1, NVIDIA H100, {UUID_A}, 00000000:18:00.0, 81559, 550.54.15\n"
+    result = ns.parse_query(text)
+    assert result.ok
+    assert [g.index for g in result.gpus] == [0]
+    assert "counted once" in result.notes[0]
+
+
+def test_a_pasted_output_repeated_whole_is_one_set_of_gpus():
+    rows = f"0, NVIDIA H100, {UUID_A}, 00000000:18:00.0, 81559, 550.54.15\n"
+    rows += f"1, NVIDIA H100, {UUID_B}, 00000000:2a:00.0, 81559, 550.54.15\n"
+    result = ns.parse_query(HEADER + rows + rows)
+    assert result.ok
+    assert [g.uuid for g in result.gpus] == [UUID_A, UUID_B]
+
+
+def test_the_same_bus_id_with_another_uuid_is_one_gpu_too():
+    text = HEADER
+    text += f"0, NVIDIA H100, {UUID_A}, 00000000:18:00.0, 81559, 550.54.15\n"
+    text += "1, NVIDIA H100, [N/A], 0000:18:00.0, 81559, 550.54.15\n"
+    result = ns.parse_query(text)
+    assert [g.index for g in result.gpus] == [0]
+
+
+def test_the_same_identity_with_different_figures_is_refused():
+    text = HEADER
+    text += f"0, NVIDIA H100, {UUID_A}, 00000000:18:00.0, 81559, 550.54.15\n"
+    text += f"1, NVIDIA H200, {UUID_A}, 00000000:18:00.0, 143771, 550.54.15\n"
+    result = ns.parse_query(text)
+    assert result.status == ns.STATUS_GARBAGE
+    assert "same GPU" in result.message
+
+
+# ------------------------------------------------------------------------------ pasted queries
+
+
+def test_a_header_without_index_takes_the_row_order():
+    text = "name, memory.total [MiB]\nNVIDIA A10G, 23028\nTesla T4, 15360\n"
+    result = ns.parse_query(text)
+    assert result.ok
+    assert [(g.index, g.name) for g in result.gpus] == [(0, "NVIDIA A10G"), (1, "Tesla T4")]
+
+
+def test_a_query_without_memory_counts_the_gpus_and_says_memory_is_unknown():
+    result = ns.parse_query("index, name\n0, NVIDIA A10G\n1, NVIDIA A10G\n")
+    assert result.ok
+    assert [g.memory_mib for g in result.gpus] == [None, None]
+    assert {g.memory_status for g in result.gpus} == {"absent"}
+    assert "the query did not ask for it" in result.gpus[0].notes[0]
+
+
+@pytest.mark.parametrize(
+    ("cell", "status"),
+    [
+        ("[N/A]", "unified"),
+        ("N/A", "unified"),
+        ("[Not Supported]", "unsupported"),
+        ("[Unknown Error]", "error"),
+        ("[Insufficient Permissions]", "error"),
+        ("[GPU is lost]", "error"),
+        ("", "error"),
+        ("24564", "reported"),
+    ],
+)
+def test_the_memory_status_says_why_there_is_no_figure(cell, status):
+    (gpu,) = ns.parse_query(f"index, name, memory.total [MiB]\n0, G, {cell}\n").gpus
+    assert gpu.memory_status == status
+    assert gpu.to_dict()["memory_status"] == status
+    assert (gpu.memory_mib is None) is (status != "reported")
+
+
+def test_gb10_memory_na_is_unified_not_an_error():
+    result = ns.parse_query(fixture("query-gb10-memory-na.txt"))
+    assert result.ok
+    (gpu,) = result.gpus
+    assert (gpu.memory_mib, gpu.memory_status, gpu.compute_cap) == (None, "unified", "12.1")
 
 
 def test_mig_list_reads_instances_per_gpu_and_sizes_them_down():
@@ -424,3 +576,18 @@ def test_a_comma_inside_a_gpu_name_stays_in_the_name():
     text = "index, name, memory.total [MiB], driver_version\n0, Acme, Inc. GPU, 16384, 550.54.15\n"
     (gpu,) = ns.parse_query(text).gpus
     assert (gpu.name, gpu.memory_mib) == ("Acme, Inc. GPU", 16384)
+
+
+@pytest.mark.parametrize("name", ["NVIDIA \x1b[2J\x1b]0;pwned\x07 H100", "A\x00B", "T4\x7fx"])
+def test_a_gpu_name_with_control_characters_is_refused(name):
+    result = ns.parse_query(f"index, name, memory.total [MiB]\n0, {name}, 81559\n")
+    assert result.status == ns.STATUS_GARBAGE
+    assert "control character" in result.message
+    assert "\x1b" not in result.message
+
+
+def test_lspci_descriptions_lose_their_control_characters():
+    line = "18:00.0 3D controller [0302]: NVIDIA Corporation GH100 \x1b[31m[H100] [10de:2330]\n"
+    (device,) = ns.parse_lspci(line)
+    assert "\x1b" not in device.description
+    assert device.description.startswith("GH100 ")

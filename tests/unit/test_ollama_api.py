@@ -8,6 +8,7 @@ import functools
 import hashlib
 import json
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from ollama_module_testing import free_port
+from ollama_module_testing import answer, free_port, raw_server
 
 from ansible_collections.localllm.fleet.plugins.module_utils import digest_cache
 from ansible_collections.localllm.fleet.plugins.module_utils.digest_cache import (
@@ -464,6 +465,7 @@ def _ansible_doc(module: str) -> dict[str, Any]:
     return _ansible_docs()[f"localllm.fleet.{module}"]
 
 
+@pytest.mark.controller
 @pytest.mark.parametrize("module", DOCUMENTED_MODULES)
 def test_module_docs_render_and_match_the_argument_spec(
     module: str, monkeypatch: pytest.MonkeyPatch
@@ -502,3 +504,118 @@ def test_module_docs_render_and_match_the_argument_spec(
         assert doc.get("choices") == spec.get("choices"), name
         assert bool(doc.get("required")) == bool(spec.get("required")), name
     assert set(options) == set(accepted)
+
+
+# ------------------------------------------------------------------------------ hostile servers
+
+
+@pytest.mark.parametrize(
+    ("body", "call"),
+    [
+        (b'{"models":"notalist"}', "tags"),
+        (b'{"models":["a","b"]}', "tags"),
+        (b'{"models":5}', "ps"),
+        (b"[]", "tags"),
+        (b"[" * 100000 + b"]" * 100000, "tags"),
+        (b'{"version":' + b"[" * 100000 + b"]" * 100000 + b"}", "version"),
+        (b'["not", "a", "model"]', "show"),
+        (b"\xff\xfe\x00", "version"),
+    ],
+    ids=["str", "str-list", "int", "list", "bomb", "bomb-in-version", "show-list", "not-utf8"],
+)
+def test_answers_of_the_wrong_shape_are_ollama_errors(body: bytes, call: str) -> None:
+    with raw_server(answer(body)) as url:
+        client = OllamaClient(url, timeout=5)
+        with pytest.raises(OllamaError, match=r"unexpected answer|did not answer JSON|nested too"):
+            client.show("m") if call == "show" else getattr(client, call)()
+
+
+def test_find_survives_entries_without_names() -> None:
+    body = b'{"models":[{"name":5},{"model":null},{"name":"m:latest","digest":"x"}]}'
+    with raw_server(answer(body)) as url:
+        found = OllamaClient(url, timeout=5).find(ModelName.parse("m"))
+    assert found == {"name": "m:latest", "digest": "x"}
+
+
+def trickle(conn: socket.socket, stop: threading.Event, _request: bytes) -> None:
+    """Headers promise a body, which then comes one byte every 0.2 s, for ever."""
+    conn.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    )
+    while not stop.is_set():
+        conn.sendall(b" ")
+        time.sleep(0.2)
+
+
+def trickle_headers(conn: socket.socket, stop: threading.Event, _request: bytes) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+    while not stop.is_set():
+        conn.sendall(b"X")
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("handler", [trickle, trickle_headers])
+def test_a_trickling_server_cannot_hold_a_request_past_its_timeout(handler) -> None:
+    with raw_server(handler) as url:
+        client = OllamaClient(url, timeout=1)
+        started = time.monotonic()
+        with pytest.raises(OllamaError, match=r"did not answer GET /api/version within 1 s"):
+            client.version()
+    assert time.monotonic() - started < 15  # the bound is 1 s; far below a trickle's forever
+
+
+def test_a_trickling_stream_line_hits_the_silence_limit() -> None:
+    def handler(conn: socket.socket, stop: threading.Event, _request: bytes) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\r\n")
+        conn.sendall(b'{"status":"pulling manifest"}\n')
+        while not stop.is_set():
+            conn.sendall(b" ")  # a line that never ends
+            time.sleep(0.2)
+
+    with raw_server(handler) as url:
+        client = OllamaClient(url, timeout=1)
+        seen = []
+        with pytest.raises(OllamaError, match=r"sent no complete line for 1 s"):
+            seen.extend(client.pull("m"))
+    assert seen == [{"status": "pulling manifest"}]
+
+
+def test_a_huge_answer_is_refused_without_being_read_whole() -> None:
+    def handler(conn: socket.socket, stop: threading.Event, _request: bytes) -> None:
+        size = 300 << 20
+        conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n".encode())
+        block = b" " * (1 << 20)
+        for _ in range(300):
+            if stop.is_set():
+                return
+            conn.sendall(block)
+
+    too_big = r"answer of GET /api/tags is larger than \d+ MiB"
+    with raw_server(handler) as url, pytest.raises(OllamaError, match=too_big):
+        OllamaClient(url, timeout=30).tags()
+
+
+def test_a_line_of_a_stream_without_end_is_refused() -> None:
+    line = b'{"status":"' + b"x" * (3 << 20) + b'"}\n'
+    too_long = r"a line of the answer of POST /api/pull is longer than"
+    with (
+        raw_server(answer(line, kind="application/x-ndjson")) as url,
+        pytest.raises(OllamaError, match=too_long),
+    ):
+        list(OllamaClient(url, timeout=5).pull("m"))
+
+
+@pytest.mark.parametrize("timeout", [0, -1, 0.5])
+def test_a_timeout_below_one_second_is_refused(timeout: float) -> None:
+    with pytest.raises(ValueError, match="timeout must be at least 1 second"):
+        OllamaClient("http://127.0.0.1:1", timeout=timeout)
+
+
+def test_a_corrupt_state_file_is_an_empty_cache(tmp_path: Path) -> None:
+    """The digest cache is a cache: a nesting bomb or garbage in it costs a re-hash, never
+    the task (json raises RecursionError, not ValueError, for deep nesting)."""
+    state = tmp_path / "sha256.json"
+    for content in (b"[" * 200000, b'{"files": ' + b"[" * 200000 + b"}", b"\xff\xfe", b"[]"):
+        state.write_bytes(content)
+        assert DigestCache(str(state)).get(str(state)) is None
+        assert ImportRecords(str(state)).get("x") is None

@@ -215,3 +215,36 @@ def test_check_mode_before_the_bundle_and_the_user_exist(bundle_file: Path, tmp_
     assert checked["changed"] is True, checked
     assert checked["models"] == ["deepseek-r1:1.5b", "deepseek-r1:8b"]
     assert not models.exists()
+
+
+def test_hostile_bundles_fail_the_module_with_the_reason(tmp_path: Path) -> None:
+    from test_model_bundle import _index, craft
+
+    for name, kwargs, reason in (
+        ("blobs-int", {"index": _index(blobs=5)}, "'blobs' must be a list"),
+        ("bomb", {"index": b"[" * 200000}, "nested too deeply"),
+        ("manifest-bomb", {"manifest": b"[" * 200000}, "nested too deeply"),
+        ("liar", {"layer_size": 4096}, "has 4096 bytes in the manifest, 64 in the index"),
+    ):
+        models = tmp_path / name / "models"
+        path = craft(tmp_path / f"{name}.bundle", **kwargs)
+        result = import_(path, models)
+        assert result.get("failed") is True, result
+        assert "is not a model bundle: " in result["msg"]
+        assert reason in result["msg"]
+        assert not (models / "manifests").exists()
+        assert (
+            not list((models / "blobs").glob("sha256-*")) if (models / "blobs").exists() else True
+        )
+
+
+@pytest.mark.parametrize("owner", ["\u00b2", "\uff11\uff10\uff10\uff10"])
+def test_an_owner_of_non_ascii_digits_is_a_name_not_a_traceback(tmp_path: Path, owner: str) -> None:
+    from test_model_bundle import craft
+
+    path = craft(tmp_path / "ok.bundle")
+    result = run(
+        "ollama_bundle", {"src": str(path), "models_dir": str(tmp_path / "m"), "owner": owner}
+    )
+    assert result.get("failed") is True
+    assert result["msg"] == f"owner {owner!r} does not exist on this host (is Ollama installed?)"

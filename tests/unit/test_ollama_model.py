@@ -7,7 +7,10 @@ against `ollama serve` from the stand-in's release artifact, on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,20 @@ pytestmark = pytest.mark.usefixtures("state_home")
 def present(server: Any, name: str, modelfile: str, *, check: bool = False, **extra: Any):
     args = {"name": name, "modelfile": modelfile, "api_url": api_url(server), **extra}
     return run("ollama_model", args, check=check, diff=True)
+
+
+def creates(server: Any) -> int:
+    """How many POST /api/create the server has logged, once its log has caught up: the
+    log is read from its stderr by a thread, so a sentinel request is made and waited for
+    (the server logs requests in order). Bounded, and decided by the log, not a clock."""
+    marker = f"/api/sentinel-{len(server.log)}"
+    server.request("GET", marker)
+    deadline = time.monotonic() + 30
+    while not any(marker in line for line in list(server.log)):
+        if time.monotonic() > deadline:
+            raise AssertionError("the server never logged the sentinel request")
+        time.sleep(0.01)
+    return "".join(server.log).count('POST    "/api/create"')
 
 
 def tags(server: Any) -> dict[str, str]:
@@ -63,7 +80,18 @@ def base(shared_server: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         },
     )
     assert result["changed"] is True, result
-    return {"dir": work, "digest": result["digest"]}
+    return {"dir": work, "digest": result["digest"], "home": Path.home()}
+
+
+def test_module_scoped_fixtures_write_their_cache_into_a_temporary_home(
+    base: dict, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`base` is built before any function-scoped fixture (state_home) runs: HOME must
+    already point away from the account's real home directory by then."""
+    home = base["home"].resolve()
+    assert home != Path(pwd.getpwuid(os.getuid()).pw_dir).resolve()
+    assert tmp_path_factory.getbasetemp().resolve() in home.parents
+    assert (home / ".cache" / "localllm-fleet" / "sha256.json").is_file()
 
 
 # ---------------------------------------------------------------------------- idempotence
@@ -93,7 +121,7 @@ def test_gguf_import_is_created_once_then_left_alone(server: Any, tmp_path: Path
     assert second["differences"] == []
     assert second["digest"] == first["digest"]
     assert store_snapshot(server.models) == before  # not even re-written in place
-    assert "".join(server.log).count('POST    "/api/create"') == 1
+    assert creates(server) == 1
 
 
 def test_one_parameter_change_changes_that_model_only(shared_server: Any, base: dict) -> None:  # noqa: F811
@@ -183,7 +211,7 @@ def test_reimport_of_a_non_canonical_gguf_is_skipped(server: Any, tmp_path: Path
 
     second = run("ollama_model", args)
     assert second["changed"] is False
-    assert "".join(server.log).count('POST    "/api/create"') == 1
+    assert creates(server) == 1
 
     # Without the remembered import (a new control user, a wiped cache) the module cannot
     # predict the re-serialized digest: it creates again, sees the manifest did not
@@ -193,7 +221,7 @@ def test_reimport_of_a_non_canonical_gguf_is_skipped(server: Any, tmp_path: Path
     assert third["changed"] is False
     assert third["differences"] == []
     assert third["digest"] == first["digest"]
-    assert "".join(server.log).count('POST    "/api/create"') == 2
+    assert creates(server) == 2
     assert run("ollama_model", args)["changed"] is False
 
 
@@ -409,3 +437,80 @@ def test_ollamas_own_errors_are_passed_on(shared_server: Any, base: dict) -> Non
     result = present(shared_server, "fleet/tmpl", "FROM lab/base:1\nTEMPLATE {{ .Prompt\n")
     assert result["failed"] is True
     assert result["msg"].startswith("fleet/tmpl: template error: ")
+
+
+# ---------------------------------------------------------------------------- what is uploaded
+
+
+def blobs(server: Any) -> set[str]:
+    return {p.name for p in (server.models / "blobs").glob("sha256-*")}
+
+
+@pytest.mark.parametrize("keyword", ["FROM", "ADAPTER", "DRAFT"])
+def test_a_file_that_is_not_a_model_is_never_uploaded(
+    server: Any, tmp_path: Path, keyword: str
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root-password: hunter2\n")
+    secret.chmod(0o600)
+    write_gguf(tmp_path / "base.gguf", name="leak-base")  # a real model beside the secret
+    lines = {"FROM": f"FROM {secret}\n", "ADAPTER": f"FROM ./base.gguf\nADAPTER {secret}\n"}
+    lines["DRAFT"] = f"FROM ./base.gguf\nDRAFT {secret}\n"
+    result = present(server, "fleet/leak", lines[keyword], base_dir=str(tmp_path))
+    assert result["failed"] is True
+    assert result["msg"] == (
+        f"{keyword} {secret} is not a GGUF or safetensors model file; nothing was uploaded"
+    )
+    assert "hunter2" not in json.dumps(result)
+    assert f"sha256-{sha256_hex(secret.read_bytes())}" not in blobs(server)
+    assert blobs(server) == set()
+
+
+def test_etc_passwd_is_not_a_model(server: Any, tmp_path: Path) -> None:
+    result = present(server, "fleet/passwd", "FROM /etc/passwd\n", base_dir=str(tmp_path))
+    assert result["failed"] is True
+    assert "FROM /etc/passwd is not a GGUF or safetensors model file" in result["msg"]
+    assert blobs(server) == set()
+
+
+def test_blobs_a_failed_create_uploaded_are_removed(server: Any, tmp_path: Path) -> None:
+    write_gguf(tmp_path / "m.gguf", name="failing")
+    modelfile = "FROM ./m.gguf\nTEMPLATE {{ .Prompt\n"  # the server refuses the template
+    result = present(
+        server, "fleet/broken", modelfile, base_dir=str(tmp_path), models_dir=str(server.models)
+    )
+    assert result["failed"] is True
+    assert "template error" in result["msg"]
+    assert f"sha256-{sha256_hex((tmp_path / 'm.gguf').read_bytes())}" not in blobs(server)
+    assert blobs(server) == set()
+
+
+def test_without_the_store_a_failed_create_says_what_it_left(server: Any, tmp_path: Path) -> None:
+    write_gguf(tmp_path / "m.gguf", name="failing2")
+    result = present(server, "fleet/broken", "FROM ./m.gguf\nTEMPLATE {{ .Prompt\n",
+                     base_dir=str(tmp_path))  # fmt: skip
+    assert result["failed"] is True
+    assert "1 uploaded blob stays in the store until Ollama prunes it" in result["msg"]
+
+
+def test_no_room_in_the_store_is_said_before_the_upload(
+    server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's file system has 1000 bytes free (as the module reads it): the import,
+    which needs the file once uploaded and once re-serialized, is refused before upload."""
+    from ansible_collections.localllm.fleet.plugins.module_utils import progress
+
+    write_gguf(tmp_path / "m.gguf", name="big-one")
+    size = (tmp_path / "m.gguf").stat().st_size
+    store = tmp_path / "store"
+    store.mkdir()
+    monkeypatch.setattr(progress, "free_bytes", lambda path: 1000)
+    result = present(
+        server, "fleet/huge", "FROM ./m.gguf\n", base_dir=str(tmp_path), models_dir=str(store)
+    )
+    assert result["failed"] is True
+    assert result["msg"] == (
+        f"not enough space in {store}: fleet/huge:latest needs "
+        f"{progress.human_bytes(2 * size)}, 1.0 KB free"
+    )
+    assert blobs(server) == set()

@@ -128,3 +128,12 @@ def test_client_version_from_ollama_v(output, version):
 )
 def test_api_base_reaches_the_bound_server_from_the_host(host, url):
     assert release.api_base(host) == url
+
+
+def test_versions_and_ports_of_endless_or_foreign_digits_are_refused_not_raised():
+    from ansible_collections.localllm.fleet.plugins.module_utils import ollama_release as r
+
+    for version in ("0.32." + "9" * 5000, "\uff10.32.15", "0.\u0663\u0662.15"):
+        with pytest.raises(r.ReleaseError, match="is not a release version"):
+            r.parse_version(version)
+    assert r.api_base("127.0.0.1:" + "9" * 5000) == "http://127.0.0.1:11434"

@@ -43,5 +43,97 @@ def test_bad_names_are_refused(name):
 
 
 def test_newlines_cannot_be_smuggled_into_the_unit():
-    with pytest.raises(systemd_unit.UnitValueError, match="newline"):
+    with pytest.raises(systemd_unit.UnitValueError, match="line break"):
         systemd_unit.environment_assignment("X", "a\n[Service]\nExecStartPre=/bin/evil")
+
+
+# systemd ends a line at LF, CR and NUL (fileio.c read_line); other line separators and
+# control characters are refused as well: nobody means them in an environment value.
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://app.example\rUser=root\rProtectSystem=no",
+        "a\x00b",
+        "a\x0bb",
+        "a\x0cb",
+        "a\x85b",
+        "a\u2028b",
+        "a\u2029b",
+        "a\x1bb",
+        "a\x7fb",
+    ],
+)
+def test_no_line_break_or_control_character_reaches_the_unit(value):
+    with pytest.raises(systemd_unit.UnitValueError, match="line break or control character"):
+        systemd_unit.environment_assignment("OLLAMA_ORIGINS", value)
+
+
+def test_a_list_element_cannot_smuggle_a_carriage_return_either():
+    with pytest.raises(systemd_unit.UnitValueError, match=r"U\+000D"):
+        systemd_unit.environment_lines({"OLLAMA_ORIGINS": ["http://a", "http://b\rUser=root"]})
+
+
+def test_tabs_stay_allowed_inside_quoted_values():
+    assert systemd_unit.environment_assignment("X", "a\tb") == 'Environment="X=a\tb"'
+
+
+@pytest.mark.parametrize(
+    ("path", "written"),
+    [
+        ("/usr/share/ollama", "/usr/share/ollama"),
+        ("/srv/models/", "/srv/models"),
+        ("/srv/100%h", "/srv/100%%h"),
+        ("/srv/ünïcode", "/srv/ünïcode"),
+    ],
+)
+def test_paths_are_written_with_specifiers_escaped(path, written):
+    assert systemd_unit.unit_path(path, "ollama_models_dir") == written
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("/srv/models 100%h", "whitespace"),
+        ("/srv/models\tx", "control character"),
+        ("/srv/models\u00a0x", "whitespace"),
+        ("srv/models", "absolute"),
+        ("", "absolute"),
+        ("~/models", "absolute"),
+        ("/srv/../etc", r"'\.' or '\.\.'"),
+        ("/srv/./models", r"'\.' or '\.\.'"),
+        ("/srv//models", "'//'"),
+        ('/srv/"models"', "quote"),
+        ("/srv/models\\x", "backslash"),
+        ("/srv/a\nExecStartPre=/bin/sh", "line break"),
+        ("/srv/a\rb", "control character"),
+    ],
+)
+def test_paths_systemd_would_misread_are_refused(path, reason):
+    with pytest.raises(systemd_unit.UnitValueError, match=reason):
+        systemd_unit.unit_path(path, "ollama_models_dir")
+
+
+@pytest.mark.parametrize("name", ["ollama", "_ollama", "nvidia-persistenced", "svc_1"])
+def test_user_and_group_names_systemd_accepts(name):
+    assert systemd_unit.unit_name(name, "ollama_user") == name
+
+
+@pytest.mark.parametrize(
+    "name", ["", "1ollama", "root --persistence-mode", "a\nb", "a%h", "x" * 32, "ümlaut", "-x"]
+)
+def test_user_and_group_names_systemd_would_misread_are_refused(name):
+    with pytest.raises(systemd_unit.UnitValueError, match="not a valid user or group name"):
+        systemd_unit.unit_name(name, "ollama_user")
+
+
+def test_problems_lists_every_bad_setting_by_its_variable():
+    problems = systemd_unit.problems(
+        paths={"ollama_home": "/usr/share/ollama", "ollama_models_dir": "/srv/models 100%h"},
+        names={"ollama_user": "ollama", "ollama_group": "a b"},
+        environment={"OLLAMA_ORIGINS": "http://a\rUser=root", "OLLAMA_HOST": "127.0.0.1:11434"},
+    )
+    assert len(problems) == 3
+    assert problems[0].startswith("ollama_models_dir: ")
+    assert problems[1].startswith("ollama_group: ")
+    assert problems[2].startswith("OLLAMA_ORIGINS: ")
+    assert systemd_unit.problems(paths={"p": "/a"}, names={"n": "b"}, environment={"X": 1}) == []

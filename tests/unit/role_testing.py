@@ -1,0 +1,104 @@
+"""Run a role's task file (or render one of its templates) through ansible-playbook on
+localhost, for the checks a role makes of its settings before it touches a host. Nothing
+here changes the machine: the task files under test only assert and set facts, and
+templates render into tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class PlaybookRun:
+    rc: int
+    out: str
+    rendered: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.rc != 0
+
+
+def _ansible_playbook(
+    tmp_path: Path, play: dict[str, Any], variables: dict[str, Any]
+) -> PlaybookRun:
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, **play}]))
+    extra = tmp_path / "vars.json"
+    extra.write_text(json.dumps(variables))
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
+        "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+    }
+    proc = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            "-e",
+            f"@{extra}",
+            str(playbook),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=False,
+    )
+    return PlaybookRun(proc.returncode, proc.stdout + proc.stderr)
+
+
+def run_role_tasks(
+    tmp_path: Path, role: str, tasks_from: str, variables: dict[str, Any]
+) -> PlaybookRun:
+    """Include `tasks_from` of localllm.fleet.<role> (its defaults and vars load as in a
+    real run) with `variables` as extra vars."""
+    task = {
+        "name": f"{role} {tasks_from}",
+        "ansible.builtin.include_role": {
+            "name": f"localllm.fleet.{role}",
+            "tasks_from": tasks_from,
+        },
+    }
+    return _ansible_playbook(tmp_path, {"tasks": [task]}, variables)
+
+
+def render_template(
+    tmp_path: Path, role: str, template: str, variables: dict[str, Any]
+) -> PlaybookRun:
+    """roles/<role>/templates/<template> rendered by the `template` module with the role's
+    defaults and vars plus `variables`; `.rendered` is the text (None when it failed)."""
+    dest = tmp_path / "rendered"
+    files = [REPO / "roles" / role / kind / "main.yml" for kind in ("defaults", "vars")]
+    play = {
+        "vars_files": [str(path) for path in files if path.exists()],
+        "tasks": [
+            {
+                "name": "Render",
+                "ansible.builtin.template": {
+                    "src": str(REPO / "roles" / role / "templates" / template),
+                    "dest": str(dest),
+                    "mode": "0600",
+                },
+            }
+        ],
+    }
+    run = _ansible_playbook(tmp_path, play, variables)
+    run.rendered = dest.read_text() if dest.exists() and not run.failed else None
+    return run

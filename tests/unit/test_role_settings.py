@@ -1,0 +1,198 @@
+"""The roles' checks of their own settings, run through ansible-playbook on localhost:
+values that would change a systemd unit's meaning and sources that nothing authenticates
+are refused before any host is touched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from role_testing import render_template, run_role_tasks
+
+pytestmark = pytest.mark.controller  # ansible-playbook runs the task files
+
+UNIT = "etc/systemd/system/ollama.service.j2"
+DROPIN = "etc/systemd/system/ollama.service.d/override.conf.j2"
+PINNED = {"ollama_checksum": "ab" * 32}
+
+
+def test_a_carriage_return_in_the_environment_is_refused_before_anything_changes(tmp_path: Path):
+    run = run_role_tasks(
+        tmp_path,
+        "ollama",
+        "settings.yml",
+        {
+            **PINNED,
+            "ollama_environment_extra": {
+                "OLLAMA_ORIGINS": "http://app.example\rUser=root\rProtectSystem=no"
+            },
+        },
+    )
+    assert run.failed
+    assert "OLLAMA_ORIGINS: the value of OLLAMA_ORIGINS contains a line break" in run.out
+    assert "Nothing was changed" in run.out
+
+
+def test_the_drop_in_cannot_be_rendered_with_a_carriage_return_either(tmp_path: Path):
+    run = render_template(
+        tmp_path,
+        "ollama",
+        DROPIN,
+        {"ollama_environment_extra": {"OLLAMA_ORIGINS": "http://a\rUser=root"}},
+    )
+    assert run.rendered is None
+    assert "line break or control character (U+000D)" in run.out
+
+
+def test_a_path_with_whitespace_is_refused_by_the_settings_check(tmp_path: Path):
+    run = run_role_tasks(
+        tmp_path, "ollama", "settings.yml", {**PINNED, "ollama_models_dir": "/srv/models 100%h"}
+    )
+    assert run.failed
+    assert "ollama_models_dir: ollama_models_dir '/srv/models 100%h' contains whitespace" in run.out
+
+
+def test_percent_specifiers_in_paths_are_escaped_in_the_unit(tmp_path: Path):
+    run = render_template(
+        tmp_path,
+        "ollama",
+        UNIT,
+        {"ollama_models_dir": "/srv/models-100%h", "ollama_home": "/srv/o"},
+    )
+    assert run.rendered is not None, run.out
+    assert "ReadWritePaths=/srv/o /srv/models-100%%h\n" in run.rendered
+    assert 'Environment="HOME=/srv/o"\n' in run.rendered
+
+
+def test_the_unit_refuses_a_user_name_that_would_add_arguments(tmp_path: Path):
+    run = render_template(tmp_path, "ollama", UNIT, {"ollama_user": "root\nExecStartPre=/bin/sh"})
+    assert run.rendered is None
+    assert "is not a valid user or group name" in run.out
+
+
+def test_persistenced_user_cannot_add_arguments(tmp_path: Path):
+    run = render_template(
+        tmp_path,
+        "nvidia_driver",
+        "etc/systemd/system/nvidia-persistenced.service.d/localllm-fleet.conf.j2",
+        {"nvidia_driver_persistenced_user": "root --no-persistence-mode"},
+    )
+    assert run.rendered is None
+    assert "is not a valid user or group name" in run.out
+
+
+def test_the_default_settings_pass(tmp_path: Path):
+    run = run_role_tasks(tmp_path, "ollama", "settings.yml", PINNED)
+    assert not run.failed, run.out
+
+
+# ---------------------------------------------------------------------------- trust
+
+
+@pytest.mark.parametrize(
+    ("variables", "refused"),
+    [
+        ({"ollama_download_base_url": "http://mirror:8080/ollama"}, True),
+        ({"ollama_download_base_url": "http://mirror:8080/ollama", **PINNED}, False),
+        ({"ollama_download_base_url": "https://mirror.example/ollama"}, False),
+        (
+            {
+                "ollama_download_base_url": "http://mirror:8080/ollama",
+                "ollama_local_artifact": "/a",
+            },
+            False,
+        ),
+    ],
+)
+def test_an_unauthenticated_release_source_is_refused(tmp_path: Path, variables, refused):
+    run = run_role_tasks(tmp_path, "ollama", "settings.yml", variables)
+    assert run.failed is refused, run.out
+    if refused:
+        assert "ollama_download_base_url (http://mirror:8080/ollama) is plain HTTP" in run.out
+        assert "ollama_allow_unverified_http: true" in run.out
+
+
+def test_the_operator_may_accept_it_and_is_warned(tmp_path: Path):
+    run = run_role_tasks(
+        tmp_path,
+        "ollama",
+        "settings.yml",
+        {
+            "ollama_download_base_url": "http://fleet:s3cret@mirror:8080/ollama",
+            "ollama_allow_unverified_http": True,
+        },
+    )
+    assert not run.failed, run.out
+    assert "WARNING: ollama_allow_unverified_http is set" in run.out
+    assert "http://***@mirror:8080/ollama" in run.out
+    assert "s3cret" not in run.out
+
+
+@pytest.mark.parametrize(
+    ("variables", "refused"),
+    [
+        ({"_nvidia_driver_family": "apt"}, True),
+        ({"_nvidia_driver_family": "apt", "nvidia_driver_cuda_keyring_checksum": "ab" * 32}, False),
+        ({"_nvidia_driver_family": "dnf", "nvidia_driver_cuda_keyring_checksum": "ab" * 32}, True),
+        ({"_nvidia_driver_family": "apt", "nvidia_driver_source": "distro"}, False),
+        ({"_nvidia_driver_family": "apt", "nvidia_driver_allow_unverified_http": True}, False),
+    ],
+)
+def test_an_unauthenticated_driver_repository_key_is_refused(tmp_path: Path, variables, refused):
+    run = run_role_tasks(
+        tmp_path,
+        "nvidia_driver",
+        "settings.yml",
+        {"nvidia_driver_cuda_repo_base_url": "http://mirror:8080/compute/cuda/repos", **variables},
+    )
+    assert run.failed is refused, run.out
+    if refused:
+        assert "nvidia_driver_cuda_repo_base_url (http://mirror:8080/compute/cuda/repos)" in run.out
+        assert "nvidia_driver_allow_unverified_http: true" in run.out
+    if variables.get("nvidia_driver_allow_unverified_http"):
+        assert "WARNING: nvidia_driver_allow_unverified_http is set" in run.out
+
+
+def test_unauthenticated_model_bases_are_refused_then_accepted_with_a_warning(tmp_path: Path):
+    plan = [
+        {
+            "name": "qwq:32b",
+            "source": "gguf",
+            "gguf_url": "http://m:8080/models/q.gguf",
+            "gguf_sha256": "",
+        },
+        {
+            "name": "deepseek-r1:1.5b",
+            "source": "registry",
+            "pull": "mirror:8080/library/deepseek-r1:1.5b",
+            "insecure": True,
+        },
+        {
+            "name": "gemma3:27b",
+            "source": "gguf",
+            "gguf_url": "http://m/g.gguf",
+            "gguf_sha256": "ab" * 32,
+        },
+    ]
+    refused = run_role_tasks(tmp_path, "ollama_models", "trust.yml", {"__ollama_models_plan": plan})
+    assert refused.failed
+    assert (
+        "qwq:32b: GGUF http://m:8080/models/q.gguf with its checksum read from the same server"
+        in refused.out
+    )
+    assert (
+        "deepseek-r1:1.5b: registry mirror:8080/library/deepseek-r1:1.5b without TLS" in refused.out
+    )
+    assert "gemma3" not in refused.out
+    accepted = run_role_tasks(
+        tmp_path,
+        "ollama_models",
+        "trust.yml",
+        {"__ollama_models_plan": plan, "ollama_models_allow_unverified_http": True},
+    )
+    assert not accepted.failed, accepted.out
+    assert "WARNING: ollama_models_allow_unverified_http is set" in accepted.out
+    pinned_only = run_role_tasks(
+        tmp_path, "ollama_models", "trust.yml", {"__ollama_models_plan": plan[2:]}
+    )
+    assert not pinned_only.failed, pinned_only.out
