@@ -64,7 +64,7 @@ class Fake(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server():
+def fake_prometheus():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Fake)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -89,8 +89,8 @@ def test_the_lab_urls_come_from_the_monitoring_hosts_port_forwards():
     }
 
 
-def test_firing_alerts_come_first_with_host_and_summary(server):
-    result = run("--prometheus", server, "--alertmanager", server)
+def test_firing_alerts_come_first_with_host_and_summary(fake_prometheus):
+    result = run("--prometheus", fake_prometheus, "--alertmanager", fake_prometheus)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "Alerts now: 1 firing, 1 pending" in lines
