@@ -266,11 +266,9 @@ SOON = "2027-01-15T08:05:00Z"
 
 
 def ps(*entries):
-    return {
-        "models": [
-            dict(zip(("name", "size", "size_vram", "expires_at"), e, strict=True)) for e in entries
-        ]
-    }
+    keys = ("name", "size", "size_vram", "expires_at")
+    assert all(len(e) == len(keys) for e in entries)
+    return {"models": [dict(zip(keys, e)) for e in entries]}  # noqa: B905 - checked; 3.9
 
 
 def smoke(live, reasoning=(), loaded=(), expect_gpu=True, kept="fleet/deepseek-r1:32b", **kw):
