@@ -82,15 +82,8 @@ def test_the_plan_of_the_example_fleet(home, monkeypatch):
     # gateway and monitoring hosts are never probed (gpu_tier_probe: false in their group_vars)
     assert sorted(prober.probed) == sorted(MODEL_HOSTS)
 
-    result = run(
-        sys.executable,
-        str(REPO / "scripts" / "fleet-plan"),
-        "-i",
-        str(SOURCE),
-        "--format",
-        "json",
-        home=home,
-    )
+    plan = [sys.executable, str(REPO / "scripts" / "fleet-plan"), "-i", str(SOURCE)]
+    result = run(*plan, "--format", "json", home=home)
     assert result.returncode == 0, result.stderr  # every model host read (from the cache)
     rows = {row["host"]: row for row in json.loads(result.stdout)}
     assert set(rows) == set(MODEL_HOSTS) | SERVICE_HOSTS
