@@ -95,6 +95,7 @@ def test_the_collection_declares_the_packages_an_image_needs(tree):
         "install",
         "--no-deps",
         "--offline",
+        "--force",  # ansible.cfg's collections path already holds the repository's own copy
         "-p",
         collections,
         tree / "build" / TARBALL,
