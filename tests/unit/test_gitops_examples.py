@@ -184,13 +184,29 @@ def test_access_without_usable_secrets_fails_naming_them(tmp_path, env, message)
     assert message in result.stderr
 
 
-def stub_venv(tmp_path: Path) -> Path:
+@pytest.fixture
+def ready(tmp_path) -> Path:
+    """A checkout with an inventory and the secrets written, as a plan job has them."""
+    inventory = tmp_path / "inventories" / "prod" / "gpu_tier.yml"
+    inventory.parent.mkdir(parents=True)
+    inventory.write_text("plugin: localllm.fleet.gpu_tier\n")
+    secrets = {"FLEET_VAULT_PASSWORD": "v", "FLEET_SSH_PRIVATE_KEY": KEY}
+    assert fleet_ci(tmp_path, "access", **secrets).returncode == 0
+    return tmp_path
+
+
+def stub(path: Path, body: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+
+
+def stub_venv(tmp_path: Path, status: int = 0) -> Path:
     """A venv whose ansible-playbook records its arguments instead of running."""
-    bin_dir = tmp_path / "venv" / "bin"
-    bin_dir.mkdir(parents=True)
-    stub = bin_dir / "ansible-playbook"
-    stub.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path / "argv"}\n')
-    stub.chmod(0o755)
+    stub(
+        tmp_path / "venv" / "bin" / "ansible-playbook",
+        f'printf "%s\\n" "$@" > {tmp_path / "argv"}\necho "PLAY RECAP stand-in"\nexit {status}',
+    )
     return tmp_path / "venv"
 
 
@@ -198,19 +214,15 @@ def stub_venv(tmp_path: Path) -> Path:
     ("env", "serial", "max_fail"),
     [({}, "10%", "0"), ({"FLEET_SERIAL": "25", "FLEET_MAX_FAIL_PERCENTAGE": "5"}, "25", "5")],
 )
-def test_apply_runs_site_yml_in_batches(tmp_path, env, serial, max_fail):
-    inventory = tmp_path / "inventories" / "prod" / "gpu_tier.yml"
-    inventory.parent.mkdir(parents=True)
-    inventory.write_text("plugin: localllm.fleet.gpu_tier\n")
-    secrets = {"FLEET_VAULT_PASSWORD": "v", "FLEET_SSH_PRIVATE_KEY": KEY}
-    assert fleet_ci(tmp_path, "access", **secrets).returncode == 0
-    result = fleet_ci(tmp_path, "apply", LOCALLLM_VENV=str(stub_venv(tmp_path)), **env)
+def test_apply_runs_site_yml_in_batches(ready, env, serial, max_fail):
+    result = fleet_ci(ready, "apply", LOCALLLM_VENV=str(stub_venv(ready)), **env)
     assert result.returncode == 0, result.stderr
-    argv = (tmp_path / "argv").read_text().splitlines()
+    argv = (ready / "argv").read_text().splitlines()
     assert argv[:3] == ["-i", "inventories/prod/gpu_tier.yml", "playbooks/site.yml"]
     assert f"fleet_serial={serial}" in argv
     assert f"fleet_max_fail_percentage={max_fail}" in argv
-    assert str(tmp_path / "home" / ".config" / "localllm-fleet" / "vault-password") in argv
+    assert "--check" not in argv
+    assert str(ready / "home" / ".config" / "localllm-fleet" / "vault-password") in argv
 
 
 def test_plan_and_apply_refuse_to_start_without_access(tmp_path):
@@ -223,3 +235,30 @@ def test_plan_and_apply_refuse_to_start_without_access(tmp_path):
         assert "run 'fleet-ci access' first" in result.stderr
     result = fleet_ci(tmp_path, "apply", FLEET_INVENTORY="inventories/nowhere/gpu_tier.yml")
     assert "inventory inventories/nowhere/gpu_tier.yml not found" in result.stderr
+
+
+@pytest.mark.parametrize("plan_status", [0, 2])
+def test_plan_keeps_the_plan_and_the_diff_and_tolerates_unreadable_hosts(ready, plan_status):
+    # fleet-plan exits 2 when some hosts could not be read: shown, not a failed plan job
+    stub(ready / "scripts" / "fleet-plan", f"echo 'HOST STATUS'\nexit {plan_status}")
+    result = fleet_ci(ready, "plan", LOCALLLM_VENV=str(stub_venv(ready)))
+    assert result.returncode == 0, result.stderr
+    assert (ready / "plan" / "fleet-plan.txt").read_text() == "HOST STATUS\n"
+    assert "PLAY RECAP" in (ready / "plan" / "site-check-diff.txt").read_text()
+    argv = (ready / "argv").read_text().splitlines()
+    assert "--check" in argv
+    assert "--diff" in argv
+    assert ("could not be read" in result.stdout) == (plan_status == 2)
+
+
+def test_a_failed_plan_or_check_fails_the_job_and_keeps_what_it_saw(ready):
+    stub(ready / "scripts" / "fleet-plan", "echo 'inventory broken' >&2\nexit 1")
+    result = fleet_ci(ready, "plan", LOCALLLM_VENV=str(stub_venv(ready)))
+    assert result.returncode == 1
+    assert "fleet-plan failed (exit 1)" in result.stderr
+    assert not (ready / "argv").exists()  # no check run on an inventory that did not build
+
+    stub(ready / "scripts" / "fleet-plan", "echo 'HOST STATUS'")
+    result = fleet_ci(ready, "plan", LOCALLLM_VENV=str(stub_venv(ready, status=2)))
+    assert result.returncode == 2  # check mode failed on a host: the job fails
+    assert "PLAY RECAP" in (ready / "plan" / "site-check-diff.txt").read_text()
