@@ -21,6 +21,7 @@ from gpu_tier_testing import REPO, FakeProber, lab_output, new_plugin
 EXAMPLE = REPO / "inventories" / "example"
 SOURCE = EXAMPLE / "gpu_tier.yml"
 VAULT_PASSWORD = EXAMPLE / "vault-password.example"
+PLAN = (sys.executable, str(REPO / "scripts" / "fleet-plan"), "-i", str(SOURCE))
 MODEL_HOSTS = {
     "dgx-01.ai.example.com": "h100x8",
     "ws-4090-01.ai.example.com": "rtx4090",
@@ -82,8 +83,7 @@ def test_the_plan_of_the_example_fleet(home, monkeypatch):
     # gateway and monitoring hosts are never probed (gpu_tier_probe: false in their group_vars)
     assert sorted(prober.probed) == sorted(MODEL_HOSTS)
 
-    plan = [sys.executable, str(REPO / "scripts" / "fleet-plan"), "-i", str(SOURCE)]
-    result = run(*plan, "--format", "json", home=home)
+    result = run(*PLAN, "--format", "json", home=home)
     assert result.returncode == 0, result.stderr  # every model host read (from the cache)
     rows = {row["host"]: row for row in json.loads(result.stdout)}
     assert set(rows) == set(MODEL_HOSTS) | SERVICE_HOSTS
@@ -120,6 +120,13 @@ def test_site_yml_syntax_checks_against_the_example_without_probing(home):
     # nothing was probed: no host is reported unreadable, nothing was cached
     assert "gpu_unreachable" not in result.stderr
     assert not [path for path in (home / ".cache").rglob("*") if path.is_file()]
+    # the same inventory as the plan sees it: every host there, none probed (a probe would
+    # have made them unreachable: every SSH attempt fails at once in this HOME)
+    result = run(*PLAN, "-e", "gpu_tier_probe=false", "--format", "json", home=home)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert {row["host"] for row in rows} == set(MODEL_HOSTS) | SERVICE_HOSTS
+    assert {row["status"] for row in rows} == {"not probed"}
 
 
 def show_secrets(home: Path, *vault: str) -> subprocess.CompletedProcess:

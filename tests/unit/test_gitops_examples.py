@@ -106,6 +106,11 @@ def test_github_plans_pull_requests_and_applies_main_after_approval():
     assert jobs["apply"]["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
     assert jobs["apply"]["environment"] == "production"
     assert jobs["plan"]["environment"] != "production"  # planning waits for no reviewer
+    # code from a fork's pull request never reaches the runner inside the fleet's network
+    assert "self-hosted" not in jobs["lint"]["runs-on"]
+    assert jobs["plan"]["if"].endswith(
+        "github.event.pull_request.head.repo.full_name == github.repository"
+    )
     group = jobs["plan"]["concurrency"]["group"]
     assert jobs["apply"]["concurrency"] == {"group": group, "cancel-in-progress": False}
     uploads = [
