@@ -182,7 +182,8 @@ def wheelhouse_id(text: str) -> str:
 
 
 def wheelhouse_info(text: str) -> dict[str, Any]:
-    """What the role needs from a lock: id, tarball name, top project and version, count."""
+    """What the role needs from a lock: id, tarball name, top project and version, number of
+    wheels, the Python it was resolved for (X.Y and X.Y.Z)."""
     lock = parse_lock(text)
     ident = wheelhouse_id(text)
     top = _REQUIREMENT.match(lock["header"]["top"])
@@ -194,6 +195,8 @@ def wheelhouse_info(text: str) -> dict[str, Any]:
         "version": top["version"],
         "wheels": len(lock["requirements"]),
         "digest": lock_digest(text),
+        "python": lock["header"].get("python", ""),
+        "python_full": lock["header"].get("python-full", ""),
     }
 
 
