@@ -107,6 +107,7 @@ class FilterModule:
             "fleet_gateway_unknown_models": as_filter(
                 gateway_keys.unknown_models, gateway_keys.GatewayKeysError
             ),
+            "fleet_gateway_journal_excerpt": gateway_plan.journal_excerpt,
             "fleet_gateway_wheelhouse": as_filter(
                 wheelhouse.wheelhouse_info, wheelhouse.WheelhouseError
             ),

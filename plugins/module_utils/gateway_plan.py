@@ -22,6 +22,7 @@ role computes it: names are never re-derived here.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -439,3 +440,27 @@ def litellm_config(plan: Mapping, settings: Mapping | None = None) -> dict[str, 
         "litellm_settings": litellm_settings,
         "general_settings": general_settings,
     }
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def journal_excerpt(lines: list[str], count: int = 8) -> list[str]:
+    """The last `count` lines of a service's journal that say something: LiteLLM's banner
+    and boxes left out, a JSON log record reduced to the last line of its message (for a
+    traceback, the exception)."""
+    kept = []
+    for raw in lines:
+        line = _ANSI.sub("", str(raw)).strip()
+        if not line or any(mark in line for mark in ("█", "╚", "═", "#---", "#  ")):
+            continue
+        if line.startswith("{"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict) and isinstance(record.get("message"), str):
+                message_lines = [m for m in record["message"].strip().splitlines() if m.strip()]
+                line = message_lines[-1].strip() if message_lines else line
+        kept.append(line[:300])
+    return kept[-count:]

@@ -292,3 +292,20 @@ def test_the_client_filter_returns_no_key():
     clients = [{"name": "app", "key": "k" * 40, "models": ["gemma3"], "rpm": 10}]
     checked = filters.fleet_gateway_clients(clients, result, 32)
     assert checked == [{"name": "app", "models": ["fleet/gemma3:4b", "gemma3"], "rpm": 10}]
+
+
+def test_the_journal_excerpt_keeps_what_explains_a_failure():
+    lines = [
+        "   ██╗     ██╗████████╗",
+        "\x1b[1;37m#------------------------------------------------------------#\x1b[0m",
+        "Started litellm.service - LiteLLM proxy (localllm.fleet gateway).",
+        '{"message": "Traceback (most recent call last):\\n  File x\\nModuleNotFoundError: '
+        'No module named \'prometheus_client\'\\n", "level": "ERROR"}',
+        "",
+        "litellm.service: Main process exited, code=exited, status=3/NOTIMPLEMENTED",
+    ]
+    assert gp.journal_excerpt(lines, 3) == [
+        "Started litellm.service - LiteLLM proxy (localllm.fleet gateway).",
+        "ModuleNotFoundError: No module named 'prometheus_client'",
+        "litellm.service: Main process exited, code=exited, status=3/NOTIMPLEMENTED",
+    ]
