@@ -391,7 +391,14 @@ def litellm_config(plan: Mapping, settings: Mapping | None = None) -> dict[str, 
                 "timeout": timeout,
                 "stream_timeout": timeout,
             },
-            "model_info": {"id": model["name"], "fleet_target": model["target"]},
+            # Local models cost nothing. Said here (LiteLLM registers model_info once at start),
+            # LiteLLM skips its per-request search for a price it cannot find.
+            "model_info": {
+                "id": model["name"],
+                "fleet_target": model["target"],
+                "input_cost_per_token": 0.0,
+                "output_cost_per_token": 0.0,
+            },
         }
         for model in plan.get("models", [])
     ]

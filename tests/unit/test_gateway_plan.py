@@ -252,6 +252,8 @@ def test_litellm_config_points_every_name_at_its_pool_through_ollama_chat():
         "stream_timeout": 600,
     }
     assert deployments["fleet/deepseek-r1:70b"]["api_base"] == "http://127.0.0.1:11501"
+    info = config["model_list"][0]["model_info"]
+    assert (info["input_cost_per_token"], info["output_cost_per_token"]) == (0.0, 0.0)
     assert config["router_settings"]["fallbacks"] == [
         {"deepseek-r1": ["fleet/deepseek-r1:70b"]},
         {"fleet/deepseek-r1:671b": ["fleet/deepseek-r1:70b"]},
