@@ -108,6 +108,7 @@ class FilterModule:
                 gateway_keys.unknown_models, gateway_keys.GatewayKeysError
             ),
             "fleet_gateway_journal_excerpt": gateway_plan.journal_excerpt,
+            "fleet_gateway_report": gateway_plan.report_section,
             "fleet_gateway_wheelhouse": as_filter(
                 wheelhouse.wheelhouse_info, wheelhouse.WheelhouseError
             ),

@@ -471,3 +471,25 @@ def journal_excerpt(lines: list[str], count: int = 8) -> list[str]:
                 line = message_lines[-1].strip() if message_lines else line
         kept.append(line[:300])
     return kept[-count:]
+
+
+def report_section(
+    plan: Mapping, address: str, port: int, clients: list[Mapping]
+) -> dict[str, Any]:
+    """What the fleet report shows of this gateway (fleet_report.serving_summary's input):
+    its endpoint, each public name with the hosts serving it (or the model an alias names),
+    the hosts left out with their reasons, and the clients' names (never their keys)."""
+    host = f"[{address}]" if ":" in str(address) else str(address)
+    return {
+        "endpoints": [f"https://{host}:{int(port)}/v1"],
+        "models": [
+            {
+                "name": model["name"],
+                "hosts": list(model["hosts"]),
+                "alias_of": model["target"] if model["alias"] else None,
+            }
+            for model in plan.get("models", [])
+        ],
+        "excluded": list(plan.get("excluded_lines", [])),
+        "clients": sorted(str(client["name"]) for client in clients),
+    }

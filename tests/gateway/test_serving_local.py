@@ -38,7 +38,7 @@ def _pool_admin(command: str) -> None:
     """HAProxy's runtime API in the gateway container (maintenance for every pool server)."""
     script = (
         "import socket,sys; s=socket.socket(socket.AF_UNIX); "
-        "s.connect('/run/haproxy-gateway/admin.sock'); s.sendall(sys.argv[1].encode()+b'\\n'); "
+        "s.connect('/run/haproxy/admin.sock'); s.sendall(sys.argv[1].encode()+b'\\n'); "
         "s.shutdown(socket.SHUT_WR); print(s.makefile().read())"
     )
     localstack.podman("exec", localstack.CONTAINER, "python3", "-c", script, command)

@@ -311,3 +311,25 @@ def test_the_journal_excerpt_keeps_what_explains_a_failure():
         "ModuleNotFoundError: No module named 'prometheus_client'",
         "litellm.service: Main process exited, code=exited, status=3/NOTIMPLEMENTED",
     ]
+
+
+def test_the_report_section_names_hosts_aliases_and_clients_not_keys():
+    result = plan(
+        fleet(
+            a={"ollama_models": tier("deepseek-r1:32b")},
+            dark={"ollama_models": None, "gpu_tier": None, "gpu_tier_reason": "no driver"},
+        )
+    )
+    section = gp.report_section(result, "gw", 8443, [{"name": "b"}, {"name": "a"}])
+    assert gp.report_section(result, "fd00::1", 8443, [])["endpoints"] == [
+        "https://[fd00::1]:8443/v1"
+    ]
+    assert section == {
+        "endpoints": ["https://gw:8443/v1"],
+        "models": [
+            {"name": "deepseek-r1", "hosts": ["a"], "alias_of": "fleet/deepseek-r1:32b"},
+            {"name": "fleet/deepseek-r1:32b", "hosts": ["a"], "alias_of": None},
+        ],
+        "excluded": ["dark: no GPU tier: no driver"],
+        "clients": ["a", "b"],
+    }
