@@ -22,7 +22,8 @@ the gateway under test and how to act on the fleet behind it, and imports the te
             logs=lambda: "...",                      # the gateway's, HAProxy's and Ollama's logs
             failover=Failover(model=..., hosts=[a, b], stop=..., hang=..., resume=...),
             unavailable=[Unavailable(model=..., stop_all=..., resume_all=..., fallback=None)],
-            metrics_url="http://127.0.0.1:8405/metrics",  # optional: rotation seen by HAProxy
+            metrics_url="http://127.0.0.1:8405/metrics",  # rotation seen by HAProxy
+            litellm_metrics_url="http://127.0.0.1:8406/metrics",  # requests per client
         )
 
 Keys by role: "all" may use every model, "limited" only `limited_model`, "rated" is
@@ -91,6 +92,7 @@ class Serving:
     failover: Failover | None = None
     unavailable: list[Unavailable] = field(default_factory=list)
     metrics_url: str | None = None
+    litellm_metrics_url: str | None = None
     long_stream_tokens: int = 400
     timeout: float = 300.0
     extra: dict = field(default_factory=dict)
@@ -318,12 +320,27 @@ def test_revoking_a_key_needs_no_restart_and_leaves_other_streams_flowing(servin
     assert serving.client("all").models.list().data
 
 
-def test_no_prompt_text_in_any_log(serving):
+def test_no_prompt_text_and_no_key_in_any_log(serving):
     _chat(serving, serving.general_model, max_tokens=16)
     _split(_chat(serving, serving.reasoning_model, max_tokens=16, stream=True))
+    with pytest.raises(openai.NotFoundError):  # a refused request is logged too
+        _chat(serving, "no-such-model:1b", role="limited", max_tokens=4)
     text = serving.logs()
     assert text, "no log text to search: the fixture's logs() returned nothing"
     assert MARKER not in text
+    assert not [role for role, key in serving.keys.items() if key in text]
+
+
+def test_litellm_metrics_count_requests_per_client(serving):
+    assert serving.litellm_metrics_url, "needs the gateway's LiteLLM metrics URL"
+    _chat(serving, serving.general_model, max_tokens=4)
+    with httpx.Client(timeout=30) as http:
+        response = http.get(serving.litellm_metrics_url)
+    assert response.status_code == 200
+    lines = [line for line in response.text.splitlines() if line.startswith("litellm_")]
+    assert lines, "no LiteLLM metric"
+    assert any('api_key_alias="' in line for line in lines), "no metric names the client"
+    assert not any(key in response.text for key in serving.keys.values())
 
 
 # ------------------------------------------------------------------------------ faults

@@ -326,12 +326,18 @@ class KeyStore:
         return self._by_hash.get(key_hash(self._pepper, self._salt, key))
 
 
+# The gateway's HAProxy prefixes every key with this before LiteLLM sees it: LiteLLM hashes a
+# key it logs or puts in a metric label only when it starts with "sk-"
+# (UserAPIKeyAuth._safe_hash_litellm_api_key), and keeps any other key as sent.
+TRANSIT_PREFIX = "sk-fleet-"
+
+
 def bearer(value: str | None) -> str:
-    """The key in `Bearer <key>` (or the bare value), stripped."""
+    """The client's key from `Bearer <key>` (or the bare value), without the transit prefix."""
     text = (value or "").strip()
     if text[:7].lower() == "bearer ":
         text = text[7:].strip()
-    return text
+    return text[len(TRANSIT_PREFIX) :] if text.startswith(TRANSIT_PREFIX) else text
 
 
 def model_state(store: KeyStore, model: Any) -> str:

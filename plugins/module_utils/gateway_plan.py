@@ -427,6 +427,9 @@ def litellm_config(plan: Mapping, settings: Mapping | None = None) -> dict[str, 
         "drop_params": True,
         "set_verbose": False,
         "json_logs": True,
+        # Only loopback reaches LiteLLM; its metrics leave the host through HAProxy's metrics
+        # frontend, which the firewall opens to the monitoring hosts alone.
+        "require_auth_for_metrics_endpoint": False,
     }
     general_settings: dict[str, Any] = {
         "custom_auth": settings.get("auth_hook", "fleet_auth.user_api_key_auth"),

@@ -100,5 +100,6 @@ def serving() -> Serving:
             ),
         ],
         metrics_url=state["metrics_url"],
+        litellm_metrics_url=state["litellm_metrics_url"],
         long_stream_tokens=200,
     )

@@ -199,6 +199,9 @@ def test_model_state_and_bearer():
     assert gk.bearer("bearer abc") == "abc"
     assert gk.bearer("abc") == "abc"
     assert gk.bearer(None) == ""
+    # HAProxy prefixes every key so that LiteLLM hashes it wherever it records it.
+    assert gk.bearer("Bearer sk-fleet-abc") == "abc"
+    assert gk.bearer("Bearer sk-fleet-sk-fleet-abc") == "sk-fleet-abc"
 
 
 def test_the_pools_no_healthy_host_answer_is_found_inside_litellms_wrapping():
@@ -212,3 +215,15 @@ def test_the_pools_no_healthy_host_answer_is_found_inside_litellms_wrapping():
     assert gk.unavailable_message(wrapped) == expected
     assert gk.unavailable_message(pool) == expected
     assert gk.unavailable_message("litellm.APIConnectionError: refused") is None
+
+
+def test_haproxy_adds_the_prefix_the_hook_takes_off():
+    import yaml
+
+    role_vars = (
+        Path(__file__).resolve().parents[2] / "roles" / "fleet_gateway" / "vars" / "main.yml"
+    )
+    assert yaml.safe_load(role_vars.read_text())["_fleet_gateway_transit_prefix"] == (
+        gk.TRANSIT_PREFIX
+    )
+    assert gk.TRANSIT_PREFIX.startswith("sk-")  # what makes LiteLLM hash a key it records
