@@ -24,6 +24,7 @@ the gateway under test and how to act on the fleet behind it, and imports the te
             unavailable=[Unavailable(model=..., stop_all=..., resume_all=..., fallback=None)],
             metrics_url="http://127.0.0.1:8405/metrics",  # rotation seen by HAProxy
             litellm_metrics_url="http://127.0.0.1:8406/metrics",  # requests per client
+            fetch=lambda url: "...",  # optional: reads those URLs where they are reachable
         )
 
 Keys by role: "all" may use every model, "limited" only `limited_model`, "rated" is
@@ -93,9 +94,19 @@ class Serving:
     unavailable: list[Unavailable] = field(default_factory=list)
     metrics_url: str | None = None
     litellm_metrics_url: str | None = None
+    # Reads a metrics URL and returns (status, body); default: from this machine. Metrics
+    # endpoints bound to the gateway's loopback are read on the gateway (e.g. curl there).
+    fetch: Callable[[str], tuple[int, str]] | None = None
     long_stream_tokens: int = 400
     timeout: float = 300.0
     extra: dict = field(default_factory=dict)
+
+    def read(self, url: str) -> tuple[int, str]:
+        if self.fetch is not None:
+            return self.fetch(url)
+        with httpx.Client(timeout=30) as http:
+            response = http.get(url)
+        return response.status_code, response.text
 
     def tls(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.ca_file)
@@ -334,13 +345,12 @@ def test_no_prompt_text_and_no_key_in_any_log(serving):
 def test_litellm_metrics_count_requests_per_client(serving):
     assert serving.litellm_metrics_url, "needs the gateway's LiteLLM metrics URL"
     _chat(serving, serving.general_model, max_tokens=4)
-    with httpx.Client(timeout=30) as http:
-        response = http.get(serving.litellm_metrics_url)
-    assert response.status_code == 200
-    lines = [line for line in response.text.splitlines() if line.startswith("litellm_")]
+    status, text = serving.read(serving.litellm_metrics_url)
+    assert status == 200, text[:300]
+    lines = [line for line in text.splitlines() if line.startswith("litellm_")]
     assert lines, "no LiteLLM metric"
     assert any('api_key_alias="' in line for line in lines), "no metric names the client"
-    assert not any(key in response.text for key in serving.keys.values())
+    assert not any(key in text for key in serving.keys.values())
 
 
 # ------------------------------------------------------------------------------ faults
@@ -350,8 +360,7 @@ def _rotation(serving: Serving, pool: str) -> dict[str, int]:
     """HAProxy's view of one pool: server -> 1 (up) / 0, from its Prometheus exporter."""
     if not serving.metrics_url:
         return {}
-    with httpx.Client(timeout=10) as http:
-        text = http.get(serving.metrics_url).text
+    _status, text = serving.read(serving.metrics_url)
     state = {}
     for line in text.splitlines():
         wanted = line.startswith("haproxy_server_status{") and f'proxy="{pool}"' in line
