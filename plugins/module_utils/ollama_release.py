@@ -214,3 +214,9 @@ def api_base(host: str) -> str:
     if ":" in address:
         address = f"[{address}]"
     return f"{scheme}://{address}:{port}"
+
+
+def listener_pids(ss_output: str) -> list[str]:
+    """The processes that hold a listening socket, from `ss -H -l -t -n -p` lines
+    (`... users:(("ollama",pid=812,fd=3),("ollama",pid=813,fd=3))`), once each."""
+    return list(dict.fromkeys(re.findall(r"\bpid=([0-9]+)", str(ss_output or ""))))
