@@ -9,7 +9,7 @@
   shape the gpu_tier inventory plugin sets, so the role reads both alike;
 - the Secure Boot state from `mokutil --sb-state` or the SecureBoot EFI variable.
 
-Facts used (shared/reference/nvidia.md; NVIDIA's driver installation guide): open modules
+Facts used (NVIDIA's driver installation guide, see docs/reference/nvidia.md): open modules
 support Turing and newer and are NVIDIA's default from R560; Grace Hopper and Blackwell
 require them; Maxwell, Pascal and Volta require the proprietary ones, and so does a host that
 mixes such a GPU with newer ones. Open modules exist from R515.

@@ -1,8 +1,9 @@
 """Ollama release artifacts: names, formats, versions and upstream's sha256sum.txt.
 
 Pure functions shared by the ollama role (through filter plugins) and its tests. Facts from
-shared/reference/ollama.md: releases v0.14.0 and newer ship `ollama-linux-<arch>.tar.zst`,
-older ones `.tgz`; each release carries `sha256sum.txt` with `<hex>  ./<artifact>` lines.
+upstream's releases (docs/reference/ollama.md): releases v0.14.0 and newer ship
+`ollama-linux-<arch>.tar.zst`, older ones `.tgz`; each release carries `sha256sum.txt` with
+`<hex>  ./<artifact>` lines.
 """
 
 from __future__ import annotations

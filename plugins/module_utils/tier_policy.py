@@ -184,7 +184,7 @@ def _model(  # noqa: PLR0917 - one catalog line per model reads best positionall
     )
 
 
-# Sizes: Ollama library listings (decimal GB, default Q4_K_M tags), shared/reference/ollama.md.
+# Sizes: Ollama library listings (decimal GB, default Q4_K_M tags), docs/reference/ollama.md.
 # Shapes: each model's published config (num_hidden_layers, num_key_value_heads, head_dim).
 DEFAULT_CATALOG: Mapping[str, ModelSpec] = {
     m.name: m
@@ -298,9 +298,9 @@ class Policy:
 
     catalog: Mapping[str, ModelSpec]
     tiers: tuple[Tier, ...]
-    #: Per GPU, kept out of the fit: memory the driver reserves (300-600 MiB on the cards in
-    #: reference/nvidia.md), the CUDA context, Ollama's minimum free memory (457 MiB) and its
-    #: compute graph. Calibrated so that the slimmest 24 GB-class card (A10G, 23028 MiB) holds
+    #: Per GPU, kept out of the fit: memory the driver reserves (300-600 MiB: an idle GPU's
+    #: memory.used in nvidia-smi), the CUDA context, Ollama's minimum free memory (457 MiB) and
+    #: its compute graph. Calibrated so that the slimmest 24 GB-class card (A10G, 23028 MiB) holds
     #: a 32B model at num_ctx 8192.
     gpu_overhead_mib: int = 1536
     kv_cache_type: str = "f16"
