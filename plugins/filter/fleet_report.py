@@ -21,6 +21,7 @@ class FilterModule:
     def filters(self):
         return {
             "fleet_report_rows": fleet_report_rows,
+            "fleet_report_serving": fleet_report.combine_serving,
             "fleet_report_unplaced": fleet_report_unplaced,
             "fleet_report_text": fleet_report.text_table,
             "fleet_report_markdown": fleet_report.markdown,

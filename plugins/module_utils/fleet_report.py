@@ -146,6 +146,28 @@ def serving_summary(serving: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def combine_serving(sections: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """One serving section from the gateways' (fleet_gateway_serving of each gateway host):
+    every gateway's endpoint; models, exclusions and clients from the gateways in order,
+    each listed once (gateways of one inventory plan the same fleet)."""
+    sections = [dict(s) for s in sections or [] if s]
+    if not sections:
+        return None
+    combined: dict[str, Any] = {"endpoints": [], "models": [], "excluded": [], "clients": []}
+    seen_models: set[str] = set()
+    for section in sections:
+        for key in ("endpoints", "excluded", "clients"):
+            for value in section.get(key) or []:
+                if value not in combined[key]:
+                    combined[key].append(value)
+        for model in section.get("models") or []:
+            name = str(model.get("name", "?"))
+            if name not in seen_models:
+                seen_models.add(name)
+                combined["models"].append(model)
+    return combined
+
+
 def _serving_text(serving: dict[str, Any]) -> list[str]:
     lines = ["", "Serving (OpenAI- and DeepSeek-compatible; every request needs a client key):"]
     lines += [f"  endpoint: {e}" for e in serving["endpoints"]] or ["  endpoint: none (no gateway)"]

@@ -133,3 +133,25 @@ def test_without_a_look_at_the_server_the_smoke_results_say_it():
         "-",
         "-",
     )
+
+
+def test_two_gateways_give_one_section_with_both_endpoints():
+    second = dict(SERVING, endpoints=["https://gw2.example:8443/v1"], clients=["support-bot"])
+    combined = fr.combine_serving([SERVING, second])
+    assert combined["endpoints"] == ["https://gw1.example:8443/v1", "https://gw2.example:8443/v1"]
+    assert [m["name"] for m in combined["models"]] == [m["name"] for m in SERVING["models"]]
+    assert combined["clients"] == SERVING["clients"]
+    assert combined["excluded"] == SERVING["excluded"]
+    text = fr.text_table([fr.host_row({"host": "h1"})], serving=combined)
+    assert text.count("endpoint: ") == 2
+    assert fr.combine_serving([]) is None
+    assert fr.combine_serving(None) is None
+    assert fr.combine_serving([None, {}]) is None
+
+
+def test_the_report_playbook_passes_the_gateways_section():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "playbooks" / "report.yml").read_text()
+    assert text.count("serving=__serving") == 3
+    assert "fleet_gateway_serving" in text

@@ -432,6 +432,7 @@ DOCUMENTED_MODULES = (
     "download",
     "ollama_bundle",
     "gpu_facts",
+    "gateway_keys",
 )
 
 

@@ -360,6 +360,9 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ollama-standin"
     sys_version = ""
+    # Go's net package sets TCP_NODELAY on every TCP connection; without it a response
+    # written in two parts waits for the peer's delayed ACK (40 ms) on a kept-alive connection.
+    disable_nagle_algorithm = True
     app: OllamaServer
 
     # gin's routes, with their allowed methods
