@@ -22,6 +22,10 @@ import re
 import time
 from typing import Any
 
+from ansible_collections.localllm.fleet.plugins.module_utils.model_families import (
+    TEMPLATE_FAMILIES,
+    family_of,
+)
 from ansible_collections.localllm.fleet.plugins.module_utils.ollama_api import ModelName
 from ansible_collections.localllm.fleet.plugins.module_utils.ollama_release import (
     ReleaseError,
@@ -29,7 +33,6 @@ from ansible_collections.localllm.fleet.plugins.module_utils.ollama_release impo
 )
 
 SOURCES = ("registry", "gguf", "bundle")
-FAMILIES = ("deepseek-r1", "qwq", "gemma3")
 _NAME = re.compile(
     r"^(?P<model>[A-Za-z0-9][A-Za-z0-9._-]*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]*))?$"
 )
@@ -69,14 +72,6 @@ def split_name(name: str) -> tuple[str, str]:
             f"model name {name!r} is not of the form MODEL[:TAG] (letters, digits, '.', '_', '-')"
         )
     return match["model"], match["tag"] or "latest"
-
-
-def family_of(model: str) -> str:
-    """The Modelfile template family: the longest known family the model name starts with."""
-    for family in sorted(FAMILIES, key=len, reverse=True):
-        if model == family or model.startswith(family + "-") or model.startswith(family + ":"):
-            return family
-    return "generic"
 
 
 def _as_entry(item: Any, where: str) -> dict[str, Any]:
@@ -179,10 +174,10 @@ def plan_models(
             "template": entry.get("template"),
             "modelfile": re.sub(r"[^A-Za-z0-9._-]", "_", target) + ".Modelfile",
         }
-        if item["family"] not in (*FAMILIES, "generic"):
+        if item["family"] not in TEMPLATE_FAMILIES:
             raise PlanError(
                 f"model {entry['name']!r}: family {item['family']!r} has no Modelfile template; "
-                f"one of {(*FAMILIES, 'generic')}"
+                f"one of {tuple(TEMPLATE_FAMILIES)}"
             )
         item.update(_base(entry, source, model, tag, defaults))
         if item["from"] == target:

@@ -63,7 +63,7 @@ QUERY_FIELDS = (
 )
 #: Fallback for drivers that reject a field (compute_cap arrived with R510).
 MINIMAL_FIELDS = ("index", "name", "uuid", "pci.bus_id", "memory.total", "driver_version")
-#: The query most runbooks show (and shared/reference/nvidia.md quotes).
+#: The query most runbooks show (docs/reference/nvidia.md).
 LEGACY_FIELDS = ("index", "name", "memory.total", "driver_version")
 
 #: Header-less output is read by column count; these are the orders it can mean.

@@ -1,8 +1,9 @@
 """Ollama release artifacts: names, formats, versions and upstream's sha256sum.txt.
 
 Pure functions shared by the ollama role (through filter plugins) and its tests. Facts from
-shared/reference/ollama.md: releases v0.14.0 and newer ship `ollama-linux-<arch>.tar.zst`,
-older ones `.tgz`; each release carries `sha256sum.txt` with `<hex>  ./<artifact>` lines.
+upstream's releases (docs/reference/ollama.md): releases v0.14.0 and newer ship
+`ollama-linux-<arch>.tar.zst`, older ones `.tgz`; each release carries `sha256sum.txt` with
+`<hex>  ./<artifact>` lines.
 """
 
 from __future__ import annotations
@@ -214,3 +215,9 @@ def api_base(host: str) -> str:
     if ":" in address:
         address = f"[{address}]"
     return f"{scheme}://{address}:{port}"
+
+
+def listener_pids(ss_output: str) -> list[str]:
+    """The processes that hold a listening socket, from `ss -H -l -t -n -p` lines
+    (`... users:(("ollama",pid=812,fd=3),("ollama",pid=813,fd=3))`), once each."""
+    return list(dict.fromkeys(re.findall(r"\bpid=([0-9]+)", str(ss_output or ""))))

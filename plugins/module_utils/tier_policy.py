@@ -27,6 +27,10 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
+from ansible_collections.localllm.fleet.plugins.module_utils.model_families import (
+    TEMPLATE_FAMILIES,
+    family_of,
+)
 from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_smi import (
     MEMORY_ABSENT,
     MEMORY_REPORTED,
@@ -102,6 +106,7 @@ class ModelSpec:
 
     key_length/value_length are per KV head; for DeepSeek-V3 (671b) they are the unpacked
     MLA sizes llama.cpp caches (192/128), the conservative figure (see docs/tiers.md).
+    `family` is the Modelfile template family (model_families), not the name's prefix.
     """
 
     name: str
@@ -165,10 +170,10 @@ def _model(  # noqa: PLR0917 - one catalog line per model reads best positionall
     context_max: int,
     value_length: int | None = None,
 ) -> ModelSpec:
-    family, parameters = name.split(":", 1)
+    parameters = name.split(":", 1)[1]
     return ModelSpec(
         name=name,
-        family=family,
+        family=family_of(name),
         parameters=parameters,
         size_bytes=round(size_gb * GB),
         layers=layers,
@@ -179,7 +184,7 @@ def _model(  # noqa: PLR0917 - one catalog line per model reads best positionall
     )
 
 
-# Sizes: Ollama library listings (decimal GB, default Q4_K_M tags), shared/reference/ollama.md.
+# Sizes: Ollama library listings (decimal GB, default Q4_K_M tags), docs/reference/ollama.md.
 # Shapes: each model's published config (num_hidden_layers, num_key_value_heads, head_dim).
 DEFAULT_CATALOG: Mapping[str, ModelSpec] = {
     m.name: m
@@ -293,9 +298,9 @@ class Policy:
 
     catalog: Mapping[str, ModelSpec]
     tiers: tuple[Tier, ...]
-    #: Per GPU, kept out of the fit: memory the driver reserves (300-600 MiB on the cards in
-    #: reference/nvidia.md), the CUDA context, Ollama's minimum free memory (457 MiB) and its
-    #: compute graph. Calibrated so that the slimmest 24 GB-class card (A10G, 23028 MiB) holds
+    #: Per GPU, kept out of the fit: memory the driver reserves (300-600 MiB: an idle GPU's
+    #: memory.used in nvidia-smi), the CUDA context, Ollama's minimum free memory (457 MiB) and
+    #: its compute graph. Calibrated so that the slimmest 24 GB-class card (A10G, 23028 MiB) holds
     #: a 32B model at num_ctx 8192.
     gpu_overhead_mib: int = 1536
     kv_cache_type: str = "f16"
@@ -403,8 +408,15 @@ def _model_spec(option: str, name: str, data: Any, base: ModelSpec | None) -> Mo
         for key in ("key_length", "value_length"):
             if key not in data:
                 values[key] = head_dim
-    family_default, _, parameters_default = name.partition(":")
-    values["family"] = str(data.get("family", values.get("family", family_default.split("/")[-1])))
+    parameters_default = name.partition(":")[2]
+    values["family"] = str(data.get("family", values.get("family", family_of(name))))
+    if values["family"] not in TEMPLATE_FAMILIES:
+        raise PolicyError(
+            option + ".family",
+            "{!r} has no Modelfile template; one of {}".format(
+                values["family"], ", ".join(TEMPLATE_FAMILIES)
+            ),
+        )
     values["parameters"] = str(data.get("parameters", values.get("parameters", parameters_default)))
     values["value_length"] = values.get("value_length") or values.get("key_length")
     missing = [

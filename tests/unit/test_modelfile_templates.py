@@ -14,12 +14,10 @@ import sys
 from importlib.machinery import SourceFileLoader
 from pathlib import Path
 
-import jinja2
 import pytest
-from ansible.plugins.filter.core import FilterModule as CoreFilters
+from modelfile_testing import render_modelfile
 
-from ansible_collections.localllm.fleet.plugins.filter.modelfile import FilterModule
-from ansible_collections.localllm.fleet.plugins.module_utils import models_plan
+from ansible_collections.localllm.fleet.plugins.module_utils import model_families, models_plan
 from ansible_collections.localllm.fleet.plugins.module_utils.modelfile import (
     create_request,
     parse,
@@ -61,19 +59,7 @@ def render(family: str, source: str, **entry) -> str:
             "gguf_base_url": "http://mirror:8080/models",
         },
     )[0]
-    # As the template lookup renders: trim_blocks, no autoescaping (a Modelfile is not HTML).
-    environment = jinja2.Environment(  # noqa: S701 - see above
-        loader=jinja2.FileSystemLoader(str(ROOT / "templates" / "modelfiles")),
-        trim_blocks=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    environment.filters.update(CoreFilters().filters())
-    environment.filters.update(
-        {f"localllm.fleet.{k}": v for k, v in FilterModule().filters().items()}
-    )
-    return environment.get_template(f"{family}.Modelfile.j2").render(
-        model=plan, ansible_managed="Managed by localllm.fleet"
-    )
+    return render_modelfile(plan)
 
 
 def template_of(text: str) -> str | None:
@@ -89,13 +75,13 @@ def test_a_base_model_keeps_its_own_template(family, source):
     assert "num_ctx 8192" in text
 
 
-@pytest.mark.parametrize("family", ["deepseek-r1", "qwq", "gemma3"])
+@pytest.mark.parametrize("family", model_families.FAMILIES)
 def test_a_gguf_file_gets_the_familys_template_and_it_offers_tools(family):
     template = template_of(render(family, "gguf"))
     assert template, "a GGUF file brings no template of its own"
     capabilities = template_capabilities(template)
     assert "tools" in capabilities
-    assert ("thinking" in capabilities) == (family in ("deepseek-r1", "qwq"))
+    assert ("thinking" in capabilities) == model_families.TEMPLATE_FAMILIES[family].reasoning
 
 
 def test_the_operators_template_wins():

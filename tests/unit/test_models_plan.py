@@ -118,6 +118,8 @@ def test_two_models_cannot_share_a_target():
         ("gemma3-tools", "gemma3"),
         ("llama3.3", "generic"),
         ("deepseek-r1x", "generic"),
+        ("deepseek-r1:70b", "deepseek-r1"),
+        ("acme/qwq-tuned:32b", "qwq"),  # a catalog name with a namespace
     ],
 )
 def test_families(model, family):

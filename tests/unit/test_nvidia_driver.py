@@ -1,6 +1,6 @@
 """The NVIDIA driver role's decisions: GPU generation, module flavour, Secure Boot, versions.
 
-Expected values follow shared/reference/nvidia.md and NVIDIA's driver installation guide:
+Expected values follow NVIDIA's driver installation guide (docs/reference/nvidia.md):
 open modules for Turing and newer (required on Grace Hopper and Blackwell), proprietary for
 Maxwell, Pascal and Volta and for hosts that mix them with newer GPUs.
 """

@@ -202,3 +202,13 @@ def test_a_hosts_floor_is_its_strictest_gpu():
 def test_an_unset_version_is_the_pinned_one():
     assert release.version_or_pinned(None) == release.version_or_pinned("") == "0.32.15"
     assert release.version_or_pinned("v0.13.5") == "0.13.5"
+
+
+def test_the_processes_on_the_api_port_are_read_from_ss():
+    output = (
+        'LISTEN 0 4096 127.0.0.1:11434 0.0.0.0:* users:(("ollama",pid=812,fd=3))\n'
+        'LISTEN 0 4096 [::1]:11434 [::]:* users:(("python3",pid=4242,fd=5),'
+        '("python3",pid=4243,fd=5),("ollama",pid=812,fd=4))\n'
+    )
+    assert release.listener_pids(output) == ["812", "4242", "4243"]
+    assert release.listener_pids("") == []
