@@ -1,0 +1,214 @@
+"""Pull mode: each host converges itself from the fleet's git repository on its own timer.
+
+The tests run in order: the timer is installed and scheduled; the first run (the service the
+timer starts) classifies each host with gpu_tier's probe and policy and converges Ollama and
+the tier's model; a commit changing a model parameter reaches the host on the next run; a
+run with no new commit does nothing; runs never overlap.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from lab_checks import parse_recap
+
+SERVICE = "localllm-fleet-pull.service"
+TIMER = "localllm-fleet-pull.timer"
+LOCK = "/run/lock/localllm-fleet-pull.lock"
+HOSTS = {"pull-cpu": ("tiny", "deepseek-r1:1.5b"), "pull-gpu": ("medium", "deepseek-r1:32b")}
+GIT = "git -c user.name=operator -c user.email=operator@fleet.invalid"
+
+
+def podman(name: str, command: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["podman", "exec", name, "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_everywhere(command: str) -> dict[str, subprocess.CompletedProcess]:
+    """The same command on every scenario host at once (the fleet converges in parallel)."""
+    with ThreadPoolExecutor(len(HOSTS)) as pool:
+        results = dict(zip(HOSTS, pool.map(lambda name: podman(name, command), HOSTS)))
+    return results
+
+
+def last_run_log(name: str) -> str:
+    """The journal of the service's last invocation."""
+    invocation = podman(name, f"systemctl show -p InvocationID --value {SERVICE}").stdout.strip()
+    return podman(name, f"journalctl -o cat _SYSTEMD_INVOCATION_ID={invocation}").stdout
+
+
+def name_of(host) -> str:
+    return host.check_output("hostname")
+
+
+def show(host, model: str) -> dict:
+    body = json.dumps({"model": model})
+    return json.loads(
+        host.check_output(f"curl -fsS http://127.0.0.1:11434/api/show -d '{body}'")
+    )
+
+
+# ---------------------------------------------------------------------------- installed
+
+
+def test_timer_is_enabled_and_scheduled(host):
+    timer = host.service(TIMER)
+    assert timer.is_enabled
+    assert timer.is_running
+    props = host.check_output(
+        f"systemctl show {TIMER} -p NextElapseUSecMonotonic -p RandomizedDelayUSec "
+        "-p FixedRandomDelay -p Unit"
+    )
+    values = dict(line.split("=", 1) for line in props.splitlines())
+    assert values["Unit"] == SERVICE
+    assert values["RandomizedDelayUSec"] == "10min"
+    assert values["FixedRandomDelay"] == "yes"
+    # Scheduled: a next elapse is set (the boot delay plus this host's fixed random delay).
+    assert values["NextElapseUSecMonotonic"] not in ("", "infinity", "0")
+
+
+def test_ansible_pull_comes_from_the_locked_wheelhouse(host):
+    version = host.check_output("/opt/localllm-fleet/pull/current/bin/ansible-pull --version")
+    assert "core 2.19.14" in version
+    assert host.package("git").is_installed
+
+
+def test_service_is_hardened_where_a_converge_allows(host):
+    props = host.check_output(
+        f"systemctl show {SERVICE} -p NoNewPrivileges -p PrivateTmp -p ProtectHome "
+        "-p ProtectClock -p RestrictSUIDSGID -p Type"
+    )
+    values = dict(line.split("=", 1) for line in props.splitlines())
+    assert values == {
+        "NoNewPrivileges": "yes",
+        "PrivateTmp": "yes",
+        "ProtectHome": "yes",
+        "ProtectClock": "yes",
+        "RestrictSUIDSGID": "yes",
+        "Type": "oneshot",
+    }
+
+
+# ---------------------------------------------------------------------------- first run
+
+
+@pytest.fixture(scope="module")
+def first_run():
+    started = time.monotonic()
+    results = run_everywhere(f"systemctl start {SERVICE}")
+    return {
+        "results": results,
+        "logs": {name: last_run_log(name) for name in HOSTS},
+        "seconds": time.monotonic() - started,
+    }
+
+
+def test_first_run_classifies_the_host_and_converges_it(host, first_run):
+    name = name_of(host)
+    tier, model = HOSTS[name]
+    result = first_run["results"][name]
+    log = first_run["logs"][name]
+    assert result.returncode == 0, log[-3000:]
+    assert f"tier {tier}:" in log
+    recap = parse_recap(log)
+    assert recap[name]["failed"] == 0
+    assert recap[name]["changed"] > 0
+    assert host.service("ollama").is_running
+    tags = json.loads(host.check_output("curl -fsS http://127.0.0.1:11434/api/tags"))
+    names = {m["name"] for m in tags["models"]}
+    assert f"fleet/{model}" in names, names
+
+
+def test_a_host_without_a_gpu_gets_the_cpu_tier(host, first_run):
+    if name_of(host) != "pull-cpu":
+        pytest.skip("the CPU host's check")
+    assert "tier tiny: " in first_run["logs"]["pull-cpu"]
+    assert "no NVIDIA GPU" in first_run["logs"]["pull-cpu"] or "CPU" in first_run["logs"]["pull-cpu"]
+
+
+# ---------------------------------------------------------------------------- a commit
+
+
+@pytest.fixture(scope="module")
+def commit_run(first_run):
+    """An operator's commit: the models' temperature 0.6 -> 0.2, pushed to the repository."""
+    edit = (
+        "rm -rf /root/work && git clone -q /srv/fleet.git /root/work && cd /root/work && "
+        "sed -i 's/temperature: 0.6/temperature: 0.2/' site/hosts.yml && "
+        f"{GIT} commit -qam 'models: temperature 0.2' && git push -q origin main"
+    )
+    edits = run_everywhere(edit)
+    for name, result in edits.items():
+        assert result.returncode == 0, (name, result.stderr)
+    results = run_everywhere(f"systemctl start {SERVICE}")
+    return {"results": results, "logs": {name: last_run_log(name) for name in HOSTS}}
+
+
+def test_a_commit_reaches_the_host_on_the_next_run(host, commit_run):
+    name = name_of(host)
+    _, model = HOSTS[name]
+    assert commit_run["results"][name].returncode == 0, commit_run["logs"][name][-3000:]
+    parameters = " ".join(show(host, f"fleet/{model}").get("parameters", "").split())
+    assert "temperature 0.2" in parameters, parameters
+    recap = parse_recap(commit_run["logs"][name])
+    assert recap[name]["changed"] > 0
+
+
+@pytest.fixture(scope="module")
+def unchanged_run(commit_run):
+    started = time.monotonic()
+    results = run_everywhere(f"systemctl start {SERVICE}")
+    return {
+        "results": results,
+        "logs": {name: last_run_log(name) for name in HOSTS},
+        "seconds": time.monotonic() - started,
+    }
+
+
+def test_a_run_without_a_new_commit_does_nothing(host, unchanged_run):
+    name = name_of(host)
+    log = unchanged_run["logs"][name]
+    assert unchanged_run["results"][name].returncode == 0, log[-3000:]
+    assert "Repository has not changed, quitting." in log
+    assert "PLAY RECAP" not in log
+    assert unchanged_run["seconds"] < 60
+
+
+# ---------------------------------------------------------------------------- no overlap
+
+
+def test_runs_never_overlap(host, unchanged_run):
+    """Someone holds the lock (a manual fleet-pull run): the timer's run waits for it; two
+    starts of the service at once make one run."""
+    name = name_of(host)
+    host.check_output(f"systemd-run --unit=hold-fleet-pull-lock flock {LOCK} sleep 12")
+    time.sleep(1)
+    host.check_output(f"systemctl start --no-block {SERVICE}")
+    host.check_output(f"systemctl start --no-block {SERVICE}")
+    time.sleep(5)
+    # Waiting for the lock: started, but ansible-pull has not begun.
+    assert host.check_output(f"systemctl show -p ActiveState --value {SERVICE}") == "activating"
+    assert "lock taken" not in last_run_log(name)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        state = host.check_output(f"systemctl show -p ActiveState --value {SERVICE}")
+        if state in ("inactive", "failed"):
+            break
+        time.sleep(2)
+    log = last_run_log(name)
+    assert state == "inactive", log[-2000:]
+    # One run for the two starts, after the holder let go.
+    assert log.count("lock taken") == 1, log
+    holder_end = host.check_output(
+        "systemctl show -p InactiveEnterTimestampMonotonic --value hold-fleet-pull-lock"
+    )
+    assert int(holder_end or 0) > 0
