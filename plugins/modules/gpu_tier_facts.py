@@ -49,17 +49,16 @@ options:
       - The Ollama release the host runs (its NVIDIA driver floor); empty or omitted, the
         collection's pinned release.
     type: str
-notes:
-  - Supports check mode; the module only reads.
+attributes:
+  check_mode:
+    support: full
+    details: The module only reads; a check-mode run decides the same tier.
+  diff_mode:
+    support: none
 seealso:
   - plugin: localllm.fleet.gpu_tier
     plugin_type: inventory
   - module: localllm.fleet.gpu_facts
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""

@@ -4,12 +4,10 @@ tiers, variables and groups as the gpu_tier inventory plugin, from the same prob
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from lab_hardware import ANSIBLE, lab_env, run_module
 
 from ansible_collections.localllm.fleet.plugins.module_utils import local_tier
 from ansible_collections.localllm.fleet.plugins.module_utils.tier_policy import (
@@ -17,10 +15,8 @@ from ansible_collections.localllm.fleet.plugins.module_utils.tier_policy import 
     PolicyError,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 PROBES = Path(__file__).resolve().parent / "fixtures" / "nvidia" / "probe"
-STANDINS = REPO / "tests" / "standins"
-ANSIBLE = REPO / ".venv" / "bin" / "ansible"
+TIER_FACTS = "localllm.fleet.gpu_tier_facts"
 LAB_PROFILES = ("h100x8", "rtx4090", "rtx4090x2", "t4", "cpu", "broken", "nodriver")
 
 
@@ -130,47 +126,11 @@ def test_same_variables_and_groups_as_the_inventory_plugin(tmp_path):
         assert plugin_groups == set(plan["groups"]), profile
 
 
-def lab_env(tmp_path: Path, profile: str) -> dict:
-    """The lab's nvidia-smi and lspci stand-ins first in PATH, answering as `profile`."""
-    root = tmp_path / "root"
-    (root / "etc" / "localllm-lab").mkdir(parents=True)
-    (root / "opt" / "localllm-lab" / "share").mkdir(parents=True)
-    hardware = STANDINS / "hardware"
-    shutil.copy(hardware / "profiles" / f"{profile}.json", root / "etc/localllm-lab/hardware.json")
-    shutil.copy(hardware / "gpus.json", root / "opt/localllm-lab/share/gpus.json")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    shutil.copy(STANDINS / "lspci", bin_dir / "lspci")
-    if json.loads((hardware / "profiles" / f"{profile}.json").read_text())["driver"]:
-        shutil.copy(STANDINS / "nvidia-smi", bin_dir / "nvidia-smi")
-    env = dict(os.environ)
-    env.update(
-        LOCALLLM_LAB_ROOT=str(root),
-        PATH=f"{bin_dir}:/usr/bin:/bin",
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        ANSIBLE_PYTHON_INTERPRETER=shutil.which("python3", path="/usr/bin:/bin") or "python3",
-    )
-    return env
-
-
-def run_module(env: dict, args: str) -> tuple[int, dict]:
-    command = [str(ANSIBLE), "-i", "localhost,", "-c", "local", "localhost"]
-    command += ["-m", "localllm.fleet.gpu_tier_facts", "-a", args]
-    result = subprocess.run(
-        command, capture_output=True, text=True, env=env, cwd=REPO, check=False, timeout=120
-    )
-    return result.returncode, json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"][
-        "localhost"
-    ]
-
-
 @pytest.mark.controller
 @pytest.mark.skipif(not ANSIBLE.exists(), reason="needs the project venv (scripts/setup)")
 @pytest.mark.parametrize(("profile", "tier"), [("cpu", "tiny"), ("rtx4090", "medium")])
 def test_the_module_probes_this_host(tmp_path, profile, tier):
-    rc, result = run_module(lab_env(tmp_path, profile), "")
+    rc, result = run_module(lab_env(tmp_path, profile), TIER_FACTS, "")
     assert rc == 0, result
     assert result["changed"] is False
     assert result["tier"] == tier
@@ -180,6 +140,6 @@ def test_the_module_probes_this_host(tmp_path, profile, tier):
 @pytest.mark.controller
 @pytest.mark.skipif(not ANSIBLE.exists(), reason="needs the project venv (scripts/setup)")
 def test_the_module_fails_on_a_pin_that_does_not_fit(tmp_path):
-    rc, result = run_module(lab_env(tmp_path, "cpu"), "pin=frontier")
+    rc, result = run_module(lab_env(tmp_path, "cpu"), TIER_FACTS, "pin=frontier")
     assert rc != 0
     assert "gpu_tier_pin" in result["msg"]

@@ -50,6 +50,17 @@ def last_run_log(name: str) -> str:
     return podman(name, f"journalctl -o cat _SYSTEMD_INVOCATION_ID={invocation}").stdout
 
 
+def start_everywhere() -> dict:
+    """Start the service on every host at once, as their timers would; its result and log."""
+    started = time.monotonic()
+    results = run_everywhere(f"systemctl start {SERVICE}")
+    return {
+        "results": results,
+        "logs": {name: last_run_log(name) for name in HOSTS},
+        "seconds": time.monotonic() - started,
+    }
+
+
 def name_of(host) -> str:
     return host.check_output("hostname")
 
@@ -105,13 +116,7 @@ def test_service_is_hardened_where_a_converge_allows(host):
 
 @pytest.fixture(scope="module")
 def first_run():
-    started = time.monotonic()
-    results = run_everywhere(f"systemctl start {SERVICE}")
-    return {
-        "results": results,
-        "logs": {name: last_run_log(name) for name in HOSTS},
-        "seconds": time.monotonic() - started,
-    }
+    return start_everywhere()
 
 
 def test_first_run_classifies_the_host_and_converges_it(host, first_run):
@@ -153,8 +158,7 @@ def commit_run(first_run):
     edits = run_everywhere(edit)
     for name, result in edits.items():
         assert result.returncode == 0, (name, result.stderr)
-    results = run_everywhere(f"systemctl start {SERVICE}")
-    return {"results": results, "logs": {name: last_run_log(name) for name in HOSTS}}
+    return start_everywhere()
 
 
 def test_a_commit_reaches_the_host_on_the_next_run(host, commit_run):
@@ -169,13 +173,7 @@ def test_a_commit_reaches_the_host_on_the_next_run(host, commit_run):
 
 @pytest.fixture(scope="module")
 def unchanged_run(commit_run):
-    started = time.monotonic()
-    results = run_everywhere(f"systemctl start {SERVICE}")
-    return {
-        "results": results,
-        "logs": {name: last_run_log(name) for name in HOSTS},
-        "seconds": time.monotonic() - started,
-    }
+    return start_everywhere()
 
 
 def test_a_run_without_a_new_commit_does_nothing(host, unchanged_run):
