@@ -9,12 +9,14 @@ run with no new commit does nothing; runs never overlap.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from lab_checks import parse_recap
+from lab_checks import parse_recap, run_playbook
 
 SERVICE = "localllm-fleet-pull.service"
 TIMER = "localllm-fleet-pull.timer"
@@ -216,3 +218,94 @@ def test_runs_never_overlap(host, unchanged_run):
         f"journalctl -o short-unix _SYSTEMD_INVOCATION_ID={invocation} | grep 'lock taken'"
     )
     assert float(taken.split()[0]) >= held_from + 11, (held_from, taken)
+
+
+# ---------------------------------------------------------------------------- signed commits
+
+
+def gpg(home: str, *args: str, stdin: bytes | None = None) -> bytes:
+    command = ["gpg", "--batch", "--homedir", home, "--pinentry-mode", "loopback", *args]
+    return subprocess.run(command, input=stdin, capture_output=True, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def verifying(unchanged_run):
+    """An operator's signing key (made here), trusted by the hosts through the role; each host
+    holds the secret key in /root/signer to sign the operator's commits."""
+    with tempfile.TemporaryDirectory() as home:
+        os.chmod(home, 0o700)
+        gpg(home, "--passphrase", "", "--quick-gen-key", "Fleet Operator <op@fleet.invalid>",
+            "ed25519", "sign", "never")  # fmt: skip
+        trusted = os.path.join(home, "trusted.asc")
+        with open(trusted, "wb") as handle:
+            handle.write(gpg(home, "--armor", "--export"))
+        secret = gpg(home, "--armor", "--passphrase", "", "--export-secret-keys")
+        for name in HOSTS:
+            subprocess.run(
+                ["podman", "exec", "-i", name, "sh", "-c",
+                 "mkdir -m 700 -p /root/signer && gpg --batch --homedir /root/signer --import"],
+                input=secret, capture_output=True, check=True, timeout=60,
+            )  # fmt: skip
+        run = run_playbook(
+            extra_vars={"fleet_pull_verify_commit": True, "fleet_pull_trusted_keys": trusted}
+        )
+    assert run.rc == 0, run.output[-3000:]
+    return run
+
+
+def push_everywhere(temperature: str, sign: bool) -> None:
+    """The operator's next commit on every host's repository, signed with the trusted key or
+    not, pushed."""
+    git = f"GNUPGHOME=/root/signer {GIT} -c user.signingkey=op@fleet.invalid" if sign else GIT
+    commit = f"{git} commit -q {'-S' if sign else ''} -am 'models: temperature {temperature}'"
+    edit = (
+        "cd /root/work && git pull -q && "
+        f"sed -i 's/temperature: .*/temperature: {temperature}/' site/hosts.yml && "
+        f"{commit} && git push -q origin main"
+    )
+    for name, result in run_everywhere(edit).items():
+        assert result.returncode == 0, (name, result.stderr)
+
+
+def model_parameters(name: str) -> str:
+    body = json.dumps({"model": f"fleet/{HOSTS[name][1]}"})
+    answer = podman(name, f"curl -fsS http://127.0.0.1:11434/api/show -d '{body}'").stdout
+    return " ".join(json.loads(answer).get("parameters", "").split())
+
+
+@pytest.fixture(scope="module")
+def unsigned_run(verifying):
+    push_everywhere("0.3", sign=False)
+    run = start_everywhere()
+    run["checkout_kept"] = {
+        name: podman(name, "test -e /var/lib/localllm-fleet/pull/checkout").returncode == 0
+        for name in HOSTS
+    }
+    run["parameters"] = {name: model_parameters(name) for name in HOSTS}
+    return run
+
+
+@pytest.fixture(scope="module")
+def signed_run(unsigned_run):
+    push_everywhere("0.4", sign=True)
+    run = start_everywhere()
+    run["parameters"] = {name: model_parameters(name) for name in HOSTS}
+    return run
+
+
+def test_with_verification_an_unsigned_commit_is_refused(host, unsigned_run):
+    name = name_of(host)
+    log = unsigned_run["logs"][name]
+    assert unsigned_run["results"][name].returncode != 0, log[-2000:]
+    assert "Failed to verify GPG signature" in log
+    assert "PLAY RECAP" not in log
+    assert "temperature 0.2" in unsigned_run["parameters"][name]
+    # The failed run forgot the checkout: the next one converges even without a new commit.
+    assert not unsigned_run["checkout_kept"][name]
+
+
+def test_with_verification_a_signed_commit_runs(host, signed_run):
+    name = name_of(host)
+    log = signed_run["logs"][name]
+    assert signed_run["results"][name].returncode == 0, log[-3000:]
+    assert "temperature 0.4" in signed_run["parameters"][name]
