@@ -67,9 +67,10 @@ def name_of(host) -> str:
     return host.check_output("hostname")
 
 
-def show(host, model: str) -> dict:
-    body = json.dumps({"model": model})
-    return json.loads(host.check_output(f"curl -fsS http://127.0.0.1:11434/api/show -d '{body}'"))
+def model_parameters(name: str) -> str:
+    body = json.dumps({"model": f"fleet/{HOSTS[name][1]}"})
+    answer = podman(name, f"curl -fsS http://127.0.0.1:11434/api/show -d '{body}'").stdout
+    return " ".join(json.loads(answer).get("parameters", "").split())
 
 
 # ---------------------------------------------------------------------------- installed
@@ -160,14 +161,15 @@ def commit_run(first_run):
     edits = run_everywhere(edit)
     for name, result in edits.items():
         assert result.returncode == 0, (name, result.stderr)
-    return start_everywhere()
+    run = start_everywhere()
+    run["parameters"] = {name: model_parameters(name) for name in HOSTS}
+    return run
 
 
 def test_a_commit_reaches_the_host_on_the_next_run(host, commit_run):
     name = name_of(host)
-    _, model = HOSTS[name]
     assert commit_run["results"][name].returncode == 0, commit_run["logs"][name][-3000:]
-    parameters = " ".join(show(host, f"fleet/{model}").get("parameters", "").split())
+    parameters = commit_run["parameters"][name]
     assert "temperature 0.2" in parameters, parameters
     recap = parse_recap(commit_run["logs"][name])
     assert recap[name]["changed"] > 0
@@ -265,12 +267,6 @@ def push_everywhere(temperature: str, sign: bool) -> None:
     )
     for name, result in run_everywhere(edit).items():
         assert result.returncode == 0, (name, result.stderr)
-
-
-def model_parameters(name: str) -> str:
-    body = json.dumps({"model": f"fleet/{HOSTS[name][1]}"})
-    answer = podman(name, f"curl -fsS http://127.0.0.1:11434/api/show -d '{body}'").stdout
-    return " ".join(json.loads(answer).get("parameters", "").split())
 
 
 @pytest.fixture(scope="module")
