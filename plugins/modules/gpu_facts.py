@@ -190,6 +190,10 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.localllm.fleet.plugins.module_utils.local_tier import (
+    EXTRA_PATHS,
+    probe_path,
+)
 from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_driver import (
     ARCHITECTURES,
     FlavourError,
@@ -214,7 +218,6 @@ ARGUMENT_SPEC = {
     "branch": {"type": "str"},
     "secure_boot": {"type": "bool", "default": False},
 }
-EXTRA_PATHS = ["/usr/sbin", "/usr/local/sbin", "/usr/local/bin", "/sbin"]
 
 
 def facts_from_probe(output: str) -> dict:
@@ -271,7 +274,7 @@ def complete(result: dict) -> dict:
 
 
 def read_secure_boot(module: AnsibleModule) -> dict:
-    mokutil = module.get_bin_path("mokutil", opt_dirs=EXTRA_PATHS)
+    mokutil = module.get_bin_path("mokutil", opt_dirs=list(EXTRA_PATHS))
     rc, output = None, ""
     if mokutil:
         rc, out, err = module.run_command([mokutil, "--sb-state"], environ_update={"LC_ALL": "C"})
@@ -297,11 +300,9 @@ def main() -> None:
             module.fail_json(msg=f"cannot use the GPUs given: {error}")
         result = facts_from_inventory(devices, params["nvswitch"])
     else:
-        path = os.environ.get("PATH", "/usr/bin:/bin")
-        extra = ":".join(p for p in EXTRA_PATHS if p not in path.split(":"))
         rc, out, err = module.run_command(
             ["/bin/sh", "-c", PROBE_SCRIPT],
-            environ_update={"PATH": f"{path}:{extra}" if extra else path},
+            environ_update={"PATH": probe_path(os.environ.get("PATH"))},
         )
         try:
             result = facts_from_probe(out)

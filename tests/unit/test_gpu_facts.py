@@ -6,20 +6,15 @@ nvidia-smi and lspci stand-ins first in PATH, answering from a hardware profile.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from lab_hardware import ANSIBLE, lab_env, run_module
 
 from ansible_collections.localllm.fleet.plugins.modules import gpu_facts
 
-REPO = Path(__file__).resolve().parents[2]
 PROBES = Path(__file__).resolve().parent / "fixtures" / "nvidia" / "probe"
-STANDINS = REPO / "tests" / "standins"
-ANSIBLE = REPO / ".venv" / "bin" / "ansible"
+GPU_FACTS = "localllm.fleet.gpu_facts"
 
 
 def from_probe(name: str) -> dict:
@@ -84,63 +79,11 @@ def test_inventory_devices_are_taken_as_given():
 # ---------------------------------------------------------------------------- end to end
 
 
-def lab_root(tmp_path: Path, profile: str) -> dict:
-    root = tmp_path / "root"
-    (root / "etc" / "localllm-lab").mkdir(parents=True)
-    (root / "opt" / "localllm-lab" / "share").mkdir(parents=True)
-    shutil.copy(
-        STANDINS / "hardware" / "profiles" / f"{profile}.json",
-        root / "etc" / "localllm-lab" / "hardware.json",
-    )
-    shutil.copy(
-        STANDINS / "hardware" / "gpus.json", root / "opt" / "localllm-lab" / "share" / "gpus.json"
-    )
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    shutil.copy(STANDINS / "lspci", bin_dir / "lspci")
-    if json.loads((STANDINS / "hardware" / "profiles" / f"{profile}.json").read_text())["driver"]:
-        shutil.copy(STANDINS / "nvidia-smi", bin_dir / "nvidia-smi")
-    env = dict(os.environ)
-    env.update(
-        LOCALLLM_LAB_ROOT=str(root),
-        PATH=f"{bin_dir}:/usr/bin:/bin",
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        ANSIBLE_PYTHON_INTERPRETER=shutil.which("python3", path="/usr/bin:/bin") or "python3",
-    )
-    return env
-
-
-def run_module(env: dict, args: str) -> tuple[int, dict]:
-    result = subprocess.run(
-        [
-            str(ANSIBLE),
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "localhost",
-            "-m",
-            "localllm.fleet.gpu_facts",
-            "-a",
-            args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        check=False,
-        timeout=120,
-    )
-    output = json.loads(result.stdout)
-    return result.returncode, output["plays"][0]["tasks"][0]["hosts"]["localhost"]
-
-
 @pytest.mark.controller
 @pytest.mark.skipif(not ANSIBLE.exists(), reason="needs the project venv (scripts/setup)")
 def test_module_decides_open_modules_for_the_nodriver_profile(tmp_path):
-    rc, result = run_module(lab_root(tmp_path, "nodriver"), "module_flavour=auto branch=570")
+    env = lab_env(tmp_path, "nodriver")
+    rc, result = run_module(env, GPU_FACTS, "module_flavour=auto branch=570")
     assert rc == 0, result
     assert result["changed"] is False
     assert result["gpu_count"] == 1
@@ -151,7 +94,8 @@ def test_module_decides_open_modules_for_the_nodriver_profile(tmp_path):
 @pytest.mark.controller
 @pytest.mark.skipif(not ANSIBLE.exists(), reason="needs the project venv (scripts/setup)")
 def test_module_fails_with_the_reason_when_the_flavour_cannot_work(tmp_path):
-    rc, result = run_module(lab_root(tmp_path, "h100x8"), "module_flavour=open branch=470")
+    env = lab_env(tmp_path, "h100x8")
+    rc, result = run_module(env, GPU_FACTS, "module_flavour=open branch=470")
     assert rc != 0
     assert "branch 470 has no open modules" in result["msg"]
 
