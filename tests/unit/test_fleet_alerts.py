@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
-import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
+from json_http import serve_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "fleet-alerts"
@@ -46,30 +43,12 @@ ALERTMANAGER_ALERTS = [
 ]
 
 
-class Fake(BaseHTTPRequestHandler):
-    answers: ClassVar[dict[str, object]] = {
-        "/api/v1/alerts": PROMETHEUS_ALERTS,
-        "/api/v2/alerts": ALERTMANAGER_ALERTS,
-    }
-
-    def do_GET(self):
-        body = json.dumps(self.answers[self.path]).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def fake_prometheus():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Fake)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_json(
+        {"/api/v1/alerts": PROMETHEUS_ALERTS, "/api/v2/alerts": ALERTMANAGER_ALERTS}
+    ) as url:
+        yield url
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

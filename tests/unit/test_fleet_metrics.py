@@ -9,12 +9,10 @@ import json
 import os
 import shutil
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
+from json_http import serve_json
 
 from ansible_collections.localllm.fleet.plugins.module_utils import fleet_metrics as fm
 from ansible_collections.localllm.fleet.plugins.module_utils import nvidia_smi as ns
@@ -520,33 +518,17 @@ def test_host_metrics_carry_the_tier_the_expected_gpus_and_certificate_expiry():
 # ------------------------------------------------------------------ end to end on the stand-ins
 
 
-class FakeOllama(BaseHTTPRequestHandler):
-    answers: ClassVar[dict[str, dict]] = {
-        "/api/version": {"version": "0.32.15"},
-        "/api/tags": {"models": TAGS},
-        "/api/ps": {"models": [dict(PS[0], size_vram=PS[0]["size"])]},
-    }
-
-    def do_GET(self):
-        body = json.dumps(self.answers.get(self.path, {})).encode()
-        self.send_response(200 if self.path in self.answers else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+OLLAMA_ANSWERS = {
+    "/api/version": {"version": "0.32.15"},
+    "/api/tags": {"models": TAGS},
+    "/api/ps": {"models": [dict(PS[0], size_vram=PS[0]["size"])]},
+}
 
 
 @pytest.fixture
 def ollama():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOllama)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_json(OLLAMA_ANSWERS) as url:
+        yield url
 
 
 @pytest.fixture
