@@ -149,9 +149,34 @@ def test_two_gateways_give_one_section_with_both_endpoints():
     assert fr.combine_serving([None, {}]) is None
 
 
-def test_the_report_playbook_passes_the_gateways_section():
+@pytest.mark.controller
+def test_report_yml_shows_what_the_gateways_serve(tmp_path):
+    """report.yml end to end on the control node: a gateway host's fleet_gateway_serving (as
+    the fleet_gateway role sets it) becomes the report's serving section."""
+    import json
+    import os
+    import subprocess
+    import sys
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[2] / "playbooks" / "report.yml").read_text()
-    assert text.count("serving=__serving") == 3
-    assert "fleet_gateway_serving" in text
+    repo = Path(__file__).resolve().parents[2]
+    inventory = tmp_path / "hosts.json"
+    host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    host |= {"gpu_tier_probe": False, "fleet_gateway_serving": SERVING}
+    inventory.write_text(json.dumps({"gateway": {"hosts": {"gw1": host}}}))
+    command = [str(repo / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory)]
+    command += [str(repo / "playbooks" / "report.yml"), "-e", f"report_dir={tmp_path / 'out'}"]
+    run = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ANSIBLE_CONFIG": str(repo / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        timeout=180,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    markdown = (tmp_path / "out" / "fleet-report.md").read_text()
+    assert "## Serving" in markdown
+    assert "`https://gw1.example:8443/v1`" in markdown
+    assert "| fleet/deepseek-r1:671b | h100-1, h100-2 |" in markdown
+    assert "endpoint: https://gw1.example:8443/v1" in run.stdout
