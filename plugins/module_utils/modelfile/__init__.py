@@ -7,7 +7,9 @@ its CreateRequest runs before anything reaches the server (typed parameters, REQ
 local paths), and what `ollama create` then sends to POST /api/create. Error texts are
 Ollama's own, so an operator sees the message `ollama create` would print.
 
-The package's parts, one concern each (import from here, not from them):
+The package's parts, one concern each. The collection's own modules and plugins import a
+name from its part; scripts, filters and other callers import it from here (the
+`module_utils.modelfile` path of the single-file module before the split):
 
     _syntax.py        the language: decode, parse, typed parameters, REQUIRES, serialize
     _go_numbers.py    Go's strconv.ParseInt/ParseFloat(32)/ParseBool for PARAMETER values

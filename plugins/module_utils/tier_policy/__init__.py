@@ -12,7 +12,9 @@ with the KV cache from the model's shape (layers x KV heads x (key + value lengt
 per element x num_ctx x num_parallel). When no tier fits on GPU the host gets the CPU tier.
 Every decision carries a one-line reason. docs/tiers.md explains the numbers.
 
-The package's parts, one concern each (import from here, not from them):
+The package's parts, one concern each. The collection's own modules and plugins import a
+name from its part; scripts, filters and other callers import it from here (the
+`module_utils.tier_policy` path of the single-file module before the split):
 
     _catalog.py    the catalog, the tiers and the policy; validation of the `policy`
                    option and of a host's override variables
