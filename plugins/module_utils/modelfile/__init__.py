@@ -11,10 +11,11 @@ The package's parts, one concern each. The collection's own modules and plugins 
 name from its part; scripts, filters and other callers import it from here (the
 `module_utils.modelfile` path of the single-file module before the split):
 
-    _syntax.py        the language: decode, parse, typed parameters, REQUIRES, serialize
+    _syntax.py        the language, text in and out: decode, parse, typed parameters,
+                      REQUIRES, serialize
     _go_numbers.py    Go's strconv.ParseInt/ParseFloat(32)/ParseBool for PARAMETER values
-    _create.py        model names, local files (paths, model directories, digests) and
-                      the /api/create request
+    _create.py        model names, local files (a Modelfile on disk, paths, model
+                      directories, digests) and the /api/create request
     _capabilities.py  what a TEMPLATE says a model can do (tools, insert, thinking)
 
 Pure standard library, relative imports inside the package: it also runs on managed hosts
@@ -25,7 +26,7 @@ docs/modelfile.md explains the non-obvious choices.
 from __future__ import annotations
 
 from ._capabilities import TEMPLATE_CAPABILITIES, template_capabilities
-from ._create import check_model_file, create_request, expand_path, validate_model_name
+from ._create import check_model_file, create_request, expand_path, lint, validate_model_name
 from ._syntax import (
     DEPRECATED_PARAMETERS,
     INSTRUCTIONS,
@@ -37,7 +38,6 @@ from ._syntax import (
     Modelfile,
     ModelfileError,
     decode,
-    lint,
     parameter_value,
     parameters,
     parse,

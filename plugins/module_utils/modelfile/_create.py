@@ -1,12 +1,12 @@
 # Copyright (c) localllm.fleet contributors
 # Apache License 2.0 (see galaxy.yml)
-"""What `ollama create` sends: model names, local files and the POST /api/create request.
+"""What `ollama create` reads and sends: model names, local files, the /api/create request.
 
-Model names as types/model.ParseName + IsValid check them, FROM/ADAPTER/DRAFT paths as
-Ollama's client expands and walks them (model directories, symlinks that must stay inside),
-a check that a local file is model weights, and create_request(), which turns a parsed
-Modelfile into the request body and the list of blobs to upload. Pure standard library,
-Python 3.9+.
+Model names as types/model.ParseName + IsValid check them, a Modelfile read from disk
+(lint, what scripts/modelfile-lint reports), FROM/ADAPTER/DRAFT paths as Ollama's client
+expands and walks them (model directories, symlinks that must stay inside), a check that a
+local file is model weights, and create_request(), which turns a parsed Modelfile into the
+request body and the list of blobs to upload. Pure standard library, Python 3.9+.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._syntax import (
+    MAX_MODELFILE_BYTES,
     Modelfile,
     ModelfileError,
     is_parameter,
     parameter_value,
     parameters,
+    parse_bytes,
     requires_version,
 )
 
@@ -93,8 +95,21 @@ def validate_model_name(name: str) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Local files: path expansion, model directories, digests
+# Local files: a Modelfile on disk, path expansion, model directories, digests
 # ---------------------------------------------------------------------------
+
+
+def lint(path: str) -> tuple[Modelfile | None, str | None]:
+    """Validate the Modelfile at `path`: (Modelfile, None) or (None, Ollama's error text).
+
+    OSError (missing or unreadable file) propagates: that is not a verdict on the content.
+    """
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_MODELFILE_BYTES + 1)  # parse_bytes refuses more
+    try:
+        return parse_bytes(data), None
+    except ModelfileError as err:
+        return None, str(err)
 
 
 def _go_errno_text(err: OSError) -> str:

@@ -341,19 +341,6 @@ def parse_bytes(data: bytes, *, validate: bool = True) -> Modelfile:
     return parse(decode(data), validate=validate)
 
 
-def lint(path: str) -> tuple[Modelfile | None, str | None]:
-    """Validate the Modelfile at `path`: (Modelfile, None) or (None, Ollama's error text).
-
-    OSError (missing or unreadable file) propagates: that is not a verdict on the content.
-    """
-    with open(path, "rb") as handle:
-        data = handle.read(MAX_MODELFILE_BYTES + 1)  # parse_bytes refuses more
-    try:
-        return parse_bytes(data), None
-    except ModelfileError as err:
-        return None, str(err)
-
-
 def is_parameter(name: str) -> bool:
     """True for commands Ollama sends as parameters (instructions and deprecated are not)."""
     return name not in _INSTRUCTION_COMMANDS and name not in DEPRECATED_PARAMETERS

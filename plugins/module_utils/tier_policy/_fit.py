@@ -13,14 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._catalog import (
-    OVERRIDE_VARS,
-    ModelSpec,
-    Overrides,
-    Policy,
-    PolicyError,
-    Tier,
-)
+from ._catalog import OVERRIDE_VARS, ModelSpec, Overrides, Policy, PolicyError, Tier
 
 # ------------------------------------------------------------------------------ the decision
 
