@@ -21,9 +21,7 @@ from ansible_collections.localllm.fleet.plugins.module_utils.model_families impo
     TEMPLATE_FAMILIES,
     family_of,
 )
-from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_smi import (
-    GpuDevice,
-)
+from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_smi import GpuDevice
 
 MIB = 2**20
 GB = 10**9
