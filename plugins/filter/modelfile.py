@@ -1,4 +1,4 @@
-"""Filters that write Modelfile instructions correctly quoted (module_utils/modelfile.py).
+"""Filters that write Modelfile instructions correctly quoted (module_utils/modelfile/).
 
 Jinja Modelfile templates build their instructions with these so that any value an
 operator gives (a multi-line system prompt, a stop token with quotes) is written in a form

@@ -185,18 +185,20 @@ from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_smi import (
 from ansible_collections.localllm.fleet.plugins.module_utils.ollama_release import (
     PINNED_VERSION,
 )
-from ansible_collections.localllm.fleet.plugins.module_utils.tier_policy import (
+from ansible_collections.localllm.fleet.plugins.module_utils.tier_policy._catalog import (
     OVERRIDE_VARS,
-    FitRefused,
-    HostPlan,
     Overrides,
     Policy,
     PolicyError,
-    classify,
     overrides_from_vars,
     policy_from_config,
+)
+from ansible_collections.localllm.fleet.plugins.module_utils.tier_policy._classify import (
+    HostPlan,
+    classify,
     unreachable_plan,
 )
+from ansible_collections.localllm.fleet.plugins.module_utils.tier_policy._fit import FitRefused
 from ansible_collections.localllm.fleet.plugins.plugin_utils.ssh_probe import (
     HOST_KEY_POLICIES,
     Outcome,
@@ -307,8 +309,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         hosts = [host for host in hosts if self._probed(host)]
         for host in hosts:
             self._resolve(host, policy)
-        records = self._probe_results(path, hosts, settings, policy, cache)
-        self._apply(path, hosts, records, policy, strict)
+        records, cached, fresh = self._probe_results(path, hosts, settings, cache)
+        # Each host's plan is made once: the cache keeps what it read, the inventory gets it.
+        plans = {host.name: self._plan(host, records.get(host.name), policy) for host in hosts}
+        self._store_cache(path, cache, cached, fresh, plans)
+        self._apply(path, hosts, plans, policy, strict)
 
     # ------------------------------------------------------------------ configuration
 
@@ -586,16 +591,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     # ------------------------------------------------------------------ probing and cache
 
     def _probe_results(
-        self, path: str, hosts: list[_Host], settings: ProbeSettings, policy: Policy, cache: bool
-    ) -> dict[str, dict[str, Any]]:
-        """Probe records per host name: cached ones when valid, fresh ones otherwise."""
-        cache_key = self.get_cache_key(path)
-        user_cache_setting = self.get_option("cache")
-        attempt_to_read_cache = user_cache_setting and cache
+        self, path: str, hosts: list[_Host], settings: ProbeSettings, cache: bool
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, dict[str, Any]]]:
+        """Probe records per host name (cached ones when valid, fresh ones otherwise), the
+        cache's records as read, and the fresh records (by host name)."""
         cached: dict[str, Any] = {}
-        if attempt_to_read_cache:
+        if self.get_option("cache") and cache:
             try:
-                data = self._cache[cache_key]
+                data = self._cache[self.get_cache_key(path)]
                 if isinstance(data, Mapping) and data.get("format") == CACHE_FORMAT:
                     cached = dict(data.get("hosts") or {})
             except KeyError:
@@ -624,10 +627,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         )
         for message in warnings:
             self.display.warning(message)
-        changed = False
         by_name = {host.name: host for host in hosts}
+        new: dict[str, dict[str, Any]] = {}
         for name, outcome in fresh.items():
-            record = {
+            new[name] = {
                 "signature": by_name[name].signature,
                 "probe_format": PROBE_FORMAT_VERSION,
                 "output": outcome.output,
@@ -636,16 +639,30 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 "stderr": outcome.stderr,
                 "seconds": round(outcome.seconds, 3),
             }
-            records[name] = record
-            # Only what was read is cached: an unreadable host is probed again next time,
-            # so that a fix (or a transient failure) shows at once.
-            if not self._plan(by_name[name], record, policy).unreadable:
-                cached[name] = record
-                changed = True
+        records.update(new)
+        return records, cached, new
 
-        if user_cache_setting and (changed or not attempt_to_read_cache):
-            self._cache[cache_key] = {"format": CACHE_FORMAT, "hosts": cached}
-        return records
+    def _store_cache(
+        self,
+        path: str,
+        cache: bool,
+        cached: dict[str, Any],
+        fresh: Mapping[str, dict[str, Any]],
+        plans: Mapping[str, HostPlan],
+    ) -> None:
+        """Write the fresh records of hosts that were read (with the still valid cached ones).
+
+        Only what was read is cached: an unreadable host is probed again next time, so that a
+        fix (or a transient failure) shows at once.
+        """
+        if not self.get_option("cache"):
+            return
+        readable = {name: record for name, record in fresh.items() if not plans[name].unreadable}
+        if readable or not cache:
+            self._cache[self.get_cache_key(path)] = {
+                "format": CACHE_FORMAT,
+                "hosts": {**cached, **readable},
+            }
 
     # ------------------------------------------------------------------ results
 
@@ -684,7 +701,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         self,
         path: str,
         hosts: list[_Host],
-        records: Mapping[str, Mapping[str, Any]],
+        plans: Mapping[str, HostPlan],
         policy: Policy,
         strict: bool,
     ) -> None:
@@ -692,7 +709,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.inventory.add_group(group)
         unreachable: list[str] = []
         for host in hosts:
-            plan = self._plan(host, records.get(host.name), policy)
+            plan = plans[host.name]
             for key, value in plan.to_vars().items():
                 self.inventory.set_variable(host.name, key, _untrusted(value))
             for group in plan.groups:

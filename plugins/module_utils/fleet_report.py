@@ -17,7 +17,7 @@ from ansible_collections.localllm.fleet.plugins.module_utils.models_plan import 
     expires_in,
     placement,
 )
-from ansible_collections.localllm.fleet.plugins.module_utils.tier_policy import (
+from ansible_collections.localllm.fleet.plugins.module_utils.tier_policy._classify import (
     STATUS_DRIVER_NEEDED,
     STATUS_UNREACHABLE,
 )

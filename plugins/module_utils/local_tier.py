@@ -18,11 +18,13 @@ from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_smi import (
     ProbeError,
     parse_probe_output,
 )
-from ansible_collections.localllm.fleet.plugins.module_utils.tier_policy import (
+from ansible_collections.localllm.fleet.plugins.module_utils.tier_policy._catalog import (
     OVERRIDE_VARS,
-    classify,
     overrides_from_vars,
     policy_from_config,
+)
+from ansible_collections.localllm.fleet.plugins.module_utils.tier_policy._classify import (
+    classify,
     unreachable_plan,
 )
 

@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ansible_collections.localllm.fleet.plugins.module_utils.modelfile import (
+from ansible_collections.localllm.fleet.plugins.module_utils.modelfile._syntax import (
     PARAMETER_TYPES,
     Command,
     ModelfileError,

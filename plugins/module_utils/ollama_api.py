@@ -29,10 +29,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ansible_collections.localllm.fleet.plugins.module_utils.modelfile import (
-    ModelfileError,
+from ansible_collections.localllm.fleet.plugins.module_utils.modelfile._create import (
     validate_model_name,
 )
+from ansible_collections.localllm.fleet.plugins.module_utils.modelfile._syntax import ModelfileError
 
 DEFAULT_API_URL = "http://127.0.0.1:11434"
 # The options every API-talking module takes; documented once in doc_fragments/ollama_api.py.

@@ -114,7 +114,7 @@ from ansible_collections.localllm.fleet.plugins.module_utils.local_tier import (
     probe_path,
 )
 from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_smi import PROBE_SCRIPT
-from ansible_collections.localllm.fleet.plugins.module_utils.tier_policy import PolicyError
+from ansible_collections.localllm.fleet.plugins.module_utils.tier_policy._catalog import PolicyError
 
 ARGUMENT_SPEC = {
     "policy": {"type": "dict", "default": {}},

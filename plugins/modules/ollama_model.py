@@ -192,19 +192,23 @@ from ansible_collections.localllm.fleet.plugins.module_utils.model_state import 
     learn_import,
     render,
 )
-from ansible_collections.localllm.fleet.plugins.module_utils.modelfile import (
-    MAX_MODELFILE_BYTES,
+from ansible_collections.localllm.fleet.plugins.module_utils.modelfile._capabilities import (
     TEMPLATE_CAPABILITIES,
-    Modelfile,
-    ModelfileError,
+    template_capabilities,
+)
+from ansible_collections.localllm.fleet.plugins.module_utils.modelfile._create import (
     check_model_file,
     create_request,
     expand_path,
+    validate_model_name,
+)
+from ansible_collections.localllm.fleet.plugins.module_utils.modelfile._syntax import (
+    MAX_MODELFILE_BYTES,
+    Modelfile,
+    ModelfileError,
     parse,
     parse_bytes,
     serialize,
-    template_capabilities,
-    validate_model_name,
 )
 from ansible_collections.localllm.fleet.plugins.module_utils.ollama_api import (
     API_ARGUMENT_SPEC,

@@ -651,12 +651,79 @@ def test_ollama_not_answering_is_reported_as_down(lab):
 # ------------------------------------------------------------------ runs on the hosts' Python
 
 
-@pytest.mark.parametrize(
-    "name", ["fleet_metrics.py", "nvidia_smi.py", "ollama_api.py", "modelfile.py"]
-)
+MODULE_UTILS = ROOT / "plugins" / "module_utils"
+_PREFIX = "ansible_collections.localllm.fleet.plugins.module_utils"
+
+
+def _module_utils_file(dotted: str) -> str | None:
+    """`a.b` under module_utils -> its file relative to module_utils (a module or a package)."""
+    base = MODULE_UTILS.joinpath(*dotted.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate.relative_to(MODULE_UTILS).as_posix()
+    return None
+
+
+def _imported(name: str) -> list[str]:
+    """Dotted names under module_utils that the file `name` imports (`a`, `a.b`, `a.b.C`)."""
+    package = name.split("/")[:-1]  # ["modelfile"] for modelfile/_syntax.py
+    names = []
+    for node in ast.walk(ast.parse((MODULE_UTILS / name).read_text())):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level:  # relative: inside a module_utils package
+            base = package[: len(package) - node.level + 1]
+            stem = ".".join([*base, *([node.module] if node.module else [])])
+        elif (node.module or "").startswith(_PREFIX + "."):
+            stem = node.module[len(_PREFIX) + 1 :]
+        elif node.module == _PREFIX:
+            stem = ""
+        else:
+            continue
+        names += [stem, *(f"{stem}.{alias.name}".lstrip(".") for alias in node.names)]
+    return [n for n in names if n]
+
+
+def collector_files() -> list[str]:
+    """Every module_utils file fleet_metrics.py imports, directly or through others."""
+    found: set[str] = set()
+    todo = ["fleet_metrics.py"]
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.add(name)
+        for dotted in _imported(name):
+            parts = dotted.split(".")
+            for depth in range(1, len(parts) + 1):  # a package's __init__ runs first
+                file = _module_utils_file(".".join(parts[:depth]))
+                if file:
+                    todo.append(file)
+    return sorted(found)
+
+
+def test_the_collectors_imports_are_followed_into_the_modelfile_package():
+    # What the role must ship, found from the import statements (the next test compares the
+    # role's list with it): the package's __init__ and the parts it imports relatively.
+    files = collector_files()
+    assert {"fleet_metrics.py", "nvidia_smi.py", "ollama_api.py"} <= set(files)
+    assert {"modelfile/__init__.py", "modelfile/_syntax.py", "modelfile/_create.py"} <= set(files)
+
+
+@pytest.mark.controller  # PyYAML reads the role's vars; the Python 3.9 image has none
+def test_the_role_ships_every_file_the_collector_imports():
+    import yaml
+
+    role_vars = yaml.safe_load(
+        (ROOT / "roles" / "fleet_exporters" / "vars" / "main.yml").read_text()
+    )
+    assert sorted(role_vars["_fleet_exporters_module_utils"]) == collector_files()
+
+
+@pytest.mark.parametrize("name", collector_files())
 def test_the_code_the_collector_ships_parses_as_python_3_9(name):
     # RHEL 9's Python; the syntax only (its library differences are issue 13's Python 3.9 runs).
-    source = (ROOT / "plugins" / "module_utils" / name).read_text()
+    source = (MODULE_UTILS / name).read_text()
     ast.parse(source, feature_version=(3, 9))
 
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from ansible.errors import AnsibleParserError
 from ansible.inventory.data import InventoryData
+from ansible.inventory.helpers import get_group_vars
 from ansible.inventory.manager import _InventoryDataWrapper
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 from ansible.utils.display import Display
+from ansible.utils.vars import combine_vars
 from gpu_tier_testing import (
     FIXTURES,
     LAB_PROFILES,
@@ -425,6 +428,41 @@ def test_refresh_ignores_the_cache_and_rewrites_it(build, tmp_path):
     after = FakeProber({})
     inventory = build(cached_config(tmp_path), after)
     assert hostvars(inventory, "nodriver")["gpu_tier"] == "medium"
+
+
+def test_each_host_is_planned_once_whether_its_probe_is_cached_or_not(build, tmp_path, monkeypatch):
+    # One plan per host and build: what decides whether a probe is cached is the same plan
+    # that sets the host's variables, not a second computation of it.
+    plugin_module = sys.modules[type(new_plugin()).__module__]
+    planned: list[str] = []
+
+    def counted(function):
+        def wrapper(*args, **kwargs):
+            plan = function(*args, **kwargs)
+            planned.append(plan.reason)
+            return plan
+
+        return wrapper
+
+    for name in ("classify", "unreachable_plan"):
+        monkeypatch.setattr(plugin_module, name, counted(getattr(plugin_module, name)))
+    hosts = sorted([*LAB_PROFILES, "down"])
+
+    def reasons(inventory) -> list[str]:
+        # group vars too: the host `cpu` shares its name with a group, which gets its vars
+        return sorted(
+            combine_vars(get_group_vars(host.get_groups()), host.get_vars())["gpu_tier_reason"]
+            for host in map(inventory.get_host, hosts)
+        )
+
+    first = build(cached_config(tmp_path), FakeProber(lab_answers()))  # every probe fresh
+    assert sorted(planned) == reasons(first)  # one plan each, and that plan is what was set
+
+    planned.clear()
+    second = FakeProber(lab_answers())
+    inventory = build(cached_config(tmp_path), second)  # most from the cache
+    assert sorted(second.probed) == ["broken", "down"]  # what the first plans found unreadable
+    assert sorted(planned) == reasons(inventory) == reasons(first)
 
 
 def test_cache_disabled_always_probes(build):
