@@ -434,7 +434,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             for name in expanded:
                 self.inventory.add_host(name, port=port)
                 for key, value in combine_vars(defaults, host_vars).items():
-                    self.inventory.set_variable(name, key, value)
+                    self._set_host_variable(name, key, value)
                 for group_name in groups:
                     group = self.inventory.add_group(str(group_name))
                     self.inventory.add_host(name, group=group)
@@ -493,7 +493,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             # The source's own inventory_dir/inventory_file: templates in its vars (key
             # paths like "{{ inventory_dir }}/...") must resolve as they do in the source.
             for key, value in host.get_vars().items():
-                self.inventory.set_variable(host.name, key, value)
+                self._set_host_variable(host.name, key, value)
             for group in host.get_groups():
                 if group.name != "all":
                     self.inventory.add_host(host.name, group=group.name)
@@ -711,7 +711,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         for host in hosts:
             plan = plans[host.name]
             for key, value in plan.to_vars().items():
-                self.inventory.set_variable(host.name, key, _untrusted(value))
+                self._set_host_variable(host.name, key, _untrusted(value))
             for group in plan.groups:
                 # add_host, not add_child: a host may share its name with a group (the
                 # lab has a host called `cpu`), and add_child would pick the group.
@@ -732,6 +732,27 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
         for host in hosts:
             self._construct(host.name, strict)
+
+    def _set_host_variable(self, name: str, key: str, value: Any) -> None:
+        # On the host itself: InventoryData.set_variable picks a group of the same name
+        # first, so a host called like a group (`cpu`, `gpu`, a tier) would give its
+        # variables to every member of that group.
+        self.inventory.get_host(name).set_variable(key, value)
+
+    def _set_composite_vars(self, compose, variables, host, strict=False):
+        # Constructable's own, but through _set_host_variable (see there).
+        if not isinstance(compose, dict):
+            return
+        for varname, expression in compose.items():
+            try:
+                composite = self._compose(expression, variables)
+            except Exception as error:
+                if strict:
+                    raise AnsibleError(
+                        f"Could not set {varname} for host {host}: {to_native(error)}"
+                    ) from error
+                continue
+            self._set_host_variable(host, varname, composite)
 
     def _construct(self, name: str, strict: bool) -> None:
         inventory_host = self.inventory.get_host(name)

@@ -10,12 +10,10 @@ import pytest
 import yaml
 from ansible.errors import AnsibleParserError
 from ansible.inventory.data import InventoryData
-from ansible.inventory.helpers import get_group_vars
 from ansible.inventory.manager import _InventoryDataWrapper
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 from ansible.utils.display import Display
-from ansible.utils.vars import combine_vars
 from gpu_tier_testing import (
     FIXTURES,
     LAB_PROFILES,
@@ -277,6 +275,21 @@ def test_compose_groups_and_keyed_groups(build):
     assert members(inventory, "model_NVIDIA_GeForce_RTX_4090") == {"rtx4090", "rtx4090x2"}
 
 
+def test_a_host_named_like_a_group_keeps_its_variables_to_itself(build):
+    # The host `cpu` is a member of the group `cpu`; InventoryData.set_variable would give a
+    # group of the host's name the host's variables, and so every other CPU host too.
+    config = hosts_config(compose={"vram_gib": "(gpu_memory_mib_total or 0) // 1024"})
+    config["hosts"].append({"name": "spare", "vars": {"ansible_port": 42298}})
+    answers = {**lab_answers(), "spare": lab_answers()["cpu"]}
+    inventory = build(config, FakeProber(answers))
+    assert members(inventory, "cpu") == {"cpu", "spare"}
+    assert inventory.groups["cpu"].get_vars() == {}
+    assert hostvars(inventory, "cpu")["ansible_port"] == 42201 + LAB_PROFILES.index("cpu")
+    assert hostvars(inventory, "cpu")["gpu_tier"] == hostvars(inventory, "spare")["gpu_tier"]
+    assert hostvars(inventory, "cpu")["vram_gib"] == 0
+    assert hostvars(inventory, "spare")["ansible_port"] == 42298
+
+
 def test_strict_compose_error_names_the_host(build):
     config = hosts_config(strict=True, compose={"x": "no_such_variable + 1"})
     config["hosts"] = ["t4"]
@@ -449,11 +462,7 @@ def test_each_host_is_planned_once_whether_its_probe_is_cached_or_not(build, tmp
     hosts = sorted([*LAB_PROFILES, "down"])
 
     def reasons(inventory) -> list[str]:
-        # group vars too: the host `cpu` shares its name with a group, which gets its vars
-        return sorted(
-            combine_vars(get_group_vars(host.get_groups()), host.get_vars())["gpu_tier_reason"]
-            for host in map(inventory.get_host, hosts)
-        )
+        return sorted(hostvars(inventory, host)["gpu_tier_reason"] for host in hosts)
 
     first = build(cached_config(tmp_path), FakeProber(lab_answers()))  # every probe fresh
     assert sorted(planned) == reasons(first)  # one plan each, and that plan is what was set
