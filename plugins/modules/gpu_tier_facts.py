@@ -98,8 +98,10 @@ unreadable:
   description: Whether the host could not be read (the plugin's C(gpu_unreachable)).
   returned: always
   type: bool
-warnings:
-  description: The plugin's warnings about the fit.
+fit_warnings:
+  description: >-
+    The plugin's warnings about the fit (also shown as task warnings). Not C(warnings),
+    which Ansible reserves for its own.
   returned: always
   type: list
   elements: str
@@ -143,7 +145,8 @@ def main() -> None:
         result = local_plan(out, params["policy"], overrides, params["ollama_version"])
     except PolicyError as error:
         module.fail_json(msg=f"{error.option}: {error.message} (see docs/tiers.md)", rc=rc)
-    for warning in result["warnings"]:
+    result["fit_warnings"] = result.pop("warnings")
+    for warning in result["fit_warnings"]:
         module.warn(warning)
     if result["unreadable"] and err:
         result["stderr"] = err[-2000:]
