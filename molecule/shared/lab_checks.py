@@ -61,6 +61,8 @@ def ansible_env() -> dict[str, str]:
     return dict(
         os.environ,
         ANSIBLE_CONFIG=str(root / "ansible.cfg"),
+        # ansible.cfg keeps facts between runs; a scenario's hosts are new each time.
+        ANSIBLE_CACHE_PLUGIN="ansible.builtin.memory",
         ANSIBLE_ROLES_PATH=str(root / "roles"),
         ANSIBLE_COLLECTIONS_PATH=str(root / "collections"),
         ANSIBLE_FORCE_COLOR="0",

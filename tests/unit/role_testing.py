@@ -39,6 +39,8 @@ def _ansible_playbook(
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
         "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
         "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote"),
+        # ansible.cfg keeps facts between runs; each test starts from none.
+        "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.memory",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
     }

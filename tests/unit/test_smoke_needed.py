@@ -1,0 +1,128 @@
+"""When site.yml smoke-tests a host's models (roles/ollama_models/tasks/smoke_needed.yml):
+a converged host whose last test passed is not asked again, and anything the test covers
+that changed (the plan, a Modelfile, a model registered again, Ollama's release, the smoke
+settings), a missing stamp or ollama_models_smoke_always makes it run. Run through
+ansible-playbook on localhost, with the stamp under tmp_path."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from role_testing import _ansible_playbook
+
+PLAN = [{"target": "fleet/qwen3:8b", "from": "qwen3:8b", "modelfile": "qwen3-8b", "num_ctx": 8192}]
+RENDERED = {"fleet/qwen3:8b": "FROM qwen3:8b\nPARAMETER num_ctx 8192\n"}
+
+
+def decide(tmp_path: Path, **variables) -> bool:
+    """Run smoke_needed.yml once and return its decision."""
+    run = _ansible_playbook(
+        tmp_path,
+        {
+            "tasks": [
+                {
+                    "name": "Decide",
+                    "ansible.builtin.include_role": {
+                        "name": "localllm.fleet.ollama_models",
+                        "tasks_from": "smoke_needed.yml",
+                    },
+                },
+                {
+                    "name": "Show",
+                    "ansible.builtin.debug": {
+                        "msg": "NEEDED={{ __ollama_models_smoke_needed | bool | to_json }}"
+                    },
+                },
+            ]
+        },
+        {
+            "ollama_models_modelfile_dir": str(tmp_path),
+            "__ollama_models_plan": PLAN,
+            "__ollama_models_rendered": RENDERED,
+            **variables,
+        },
+    )
+    assert not run.failed, run.out[-3000:]
+    found = re.search(r"NEEDED=(true|false)", run.out)
+    assert found, run.out[-3000:]
+    return json.loads(found[1])
+
+
+def stamp(tmp_path: Path, **variables) -> None:
+    """Write the stamp as a passing test does (the role's main.yml after smoke.yml)."""
+    run = _ansible_playbook(
+        tmp_path,
+        {
+            "tasks": [
+                {
+                    "name": "Load the role's vars",
+                    "ansible.builtin.include_role": {
+                        "name": "localllm.fleet.ollama_models",
+                        "tasks_from": "smoke_needed.yml",
+                        "public": True,
+                    },
+                },
+                {
+                    "name": "Stamp",
+                    "ansible.builtin.copy": {
+                        "content": "{{ _ollama_models_smoke_digest }}\n",
+                        "dest": "{{ _ollama_models_smoke_stamp }}",
+                        "mode": "0644",
+                    },
+                },
+            ]
+        },
+        {
+            "ollama_models_modelfile_dir": str(tmp_path),
+            "__ollama_models_plan": PLAN,
+            "__ollama_models_rendered": RENDERED,
+            **variables,
+        },
+    )
+    assert not run.failed, run.out[-3000:]
+    assert (tmp_path / ".smoke-passed").exists()
+
+
+def test_a_host_never_tested_is_tested(tmp_path):
+    assert decide(tmp_path) is True
+
+
+def test_a_passed_test_with_nothing_changed_is_not_repeated(tmp_path):
+    stamp(tmp_path)
+    assert decide(tmp_path) is False
+
+
+def test_always_tests_even_when_nothing_changed(tmp_path):
+    stamp(tmp_path)
+    assert decide(tmp_path, ollama_models_smoke_always=True) is True
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"__ollama_models_rendered": {"fleet/qwen3:8b": "FROM qwen3:8b\nPARAMETER num_ctx 4096\n"}},
+        {"__ollama_models_plan": [{**PLAN[0], "num_ctx": 4096}]},
+        {"ollama_version": "0.99.0"},
+        {"ollama_models_smoke_prompt": "Say hello."},
+        {"__ollama_models_registered": {"changed": True, "results": []}},
+        {"__ollama_switched": {"changed": True}},
+        {"__ollama_dropin_file": {"changed": True}},
+        {"__ollama_models_preload_unit": {"changed": True}},
+    ],
+    ids=[
+        "modelfile",
+        "plan",
+        "ollama-version",
+        "smoke-prompt",
+        "registered",
+        "ollama-release",
+        "ollama-settings",
+        "preload-unit",
+    ],
+)
+def test_a_change_the_test_covers_tests_again(tmp_path, change):
+    stamp(tmp_path)
+    assert decide(tmp_path, **change) is True
