@@ -34,6 +34,7 @@ class FilterModule:
             "fleet_swarm_check": as_filter(fleet_swarm.check, fleet_swarm.SwarmError),
             "fleet_swarm_plan": as_filter(fleet_swarm.plan, fleet_swarm.SwarmError),
             "fleet_swarm_peers": as_filter(fleet_swarm.swarm_peers, fleet_swarm.SwarmError),
+            "fleet_swarm_address": as_filter(fleet_swarm.fleet_address, fleet_swarm.SwarmError),
             "fleet_swarm_tracker_url": as_filter(fleet_swarm.tracker_url, fleet_swarm.SwarmError),
             "fleet_swarm_aria2_args": as_filter(fleet_swarm.aria2_args, fleet_swarm.SwarmError),
             "fleet_swarm_info_hash": as_filter(_info_hash_b64, fleet_swarm.SwarmError),

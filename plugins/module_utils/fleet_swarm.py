@@ -125,7 +125,7 @@ def check(blobs: Iterable[Any]) -> list[dict[str, Any]]:
 def plan(
     blobs: Iterable[Any], sizes: Mapping[str, Any], threshold: Any, enabled: Any = True
 ) -> list[dict[str, Any]]:
-    """Each blob with `mode` swarm or direct, its size and its torrent's piece exponent.
+    """Each blob with `via` swarm or direct, its size and its torrent's piece exponent.
 
     `sizes` maps a blob's URL to its length in bytes (the mirror's Content-Length). A blob
     goes through the swarm when fan-out is enabled and it is larger than `threshold` bytes;
@@ -140,7 +140,7 @@ def plan(
         swarm = bool(enabled) and size > limit
         blob.update(
             size=size,
-            mode="swarm" if swarm else "direct",
+            via="swarm" if swarm else "direct",
             piece_exponent=piece_exponent(size),
             key=blob["sha256"][:16],
         )
@@ -203,6 +203,7 @@ def aria2_args(
     seed_minutes = _int(settings.get("seed_minutes", 30), "fleet_swarm_seed_minutes")
     args = [
         "/usr/bin/aria2c",
+        "--no-conf=true",
         f"--dir={directory}",
         f"--listen-port={_port(settings.get('listen_port', 6881), 'fleet_swarm_listen_port')}",
         "--enable-dht=false",
