@@ -149,18 +149,30 @@ def plan(
 
 
 def swarm_peers(
-    hosts: Sequence[str], wanted: Mapping[str, Iterable[str]], sha256: str, seeder: str = ""
+    hosts: Sequence[str],
+    wanted: Mapping[str, Iterable[str]],
+    sha256: str,
+    seeder: str = "",
+    have: Mapping[str, Iterable[str]] | None = None,
 ) -> dict[str, Any]:
-    """Who takes part in the swarm of one blob: `{peers, seeder}`.
+    """Who takes part in the swarm of one blob: `{peers, seeder, seeder_has}`.
 
-    `wanted` maps a host to the sha256s it fetches through the swarm; peers keep the order
-    of `hosts` (the play's). The seed is `seeder` when it wants the blob too, else the first
-    peer: it is the only host that reads the blob from the mirror.
+    `wanted` maps a host to the sha256s it still needs through the swarm, `have` to those it
+    already holds verified; both keep the play's order (`hosts`). The seed is `seeder` when
+    it needs or has the blob; else the first host that has it (a rollout to new hosts costs
+    the mirror nothing); else the first that needs it, the only host to read the mirror.
+    `peers` are the hosts that need the blob, and the seed.
     """
-    peers = [host for host in hosts if sha256 in set(wanted.get(host) or ())]
-    if not peers:
+    needing = [host for host in hosts if sha256 in set(wanted.get(host) or ())]
+    if not needing:
         raise SwarmError(f"no host of the play fetches sha256:{sha256} through the swarm")
-    return {"peers": peers, "seeder": seeder if seeder in peers else peers[0]}
+    holding = [host for host in hosts if sha256 in set((have or {}).get(host) or ())]
+    if seeder and seeder in needing + holding:
+        chosen = seeder
+    else:
+        chosen = (holding or needing)[0]
+    peers = [host for host in hosts if host in needing or host == chosen]
+    return {"peers": peers, "seeder": chosen, "seeder_has": chosen in holding}
 
 
 def fleet_address(value: Any) -> str:
