@@ -167,10 +167,7 @@ def swarm_peers(
     if not needing:
         raise SwarmError(f"no host of the play fetches sha256:{sha256} through the swarm")
     holding = [host for host in hosts if sha256 in set((have or {}).get(host) or ())]
-    if seeder and seeder in needing + holding:
-        chosen = seeder
-    else:
-        chosen = (holding or needing)[0]
+    chosen = seeder if seeder and seeder in needing + holding else (holding or needing)[0]
     peers = [host for host in hosts if host in needing or host == chosen]
     return {"peers": peers, "seeder": chosen, "seeder_has": chosen in holding}
 

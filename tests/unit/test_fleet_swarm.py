@@ -50,7 +50,7 @@ def test_fan_out_disabled_sends_even_the_largest_blob_direct():
 
 
 def test_a_blob_the_mirror_gave_no_size_for_is_refused_with_its_url():
-    with pytest.raises(SwarmError, match="671b.*the mirror gave no size"):
+    with pytest.raises(SwarmError, match=r"671b.*the mirror gave no size"):
         plan([blob()], {URL: ""}, 0)
 
 
@@ -207,7 +207,9 @@ def _torrent(info: bytes) -> bytes:
 
 
 def test_info_hash_is_sha1_of_the_info_dictionary_as_written():
-    info = b"d6:lengthi5e4:name4:blob12:piece lengthi262144e6:pieces20:" + b"x" * 20 + b"7:privatei1ee"
+    info = b"d6:lengthi5e4:name4:blob12:piece lengthi262144e6:pieces20:%s7:privatei1ee" % (
+        b"x" * 20
+    )
     assert info_hash(_torrent(info)) == hashlib.sha1(info).hexdigest()  # noqa: S324 - BitTorrent's hash
 
 
