@@ -16,7 +16,7 @@ sys.path.insert(0, str(project_dir() / "collections"))
 
 from ansible_collections.localllm.fleet.plugins.module_utils import fleet_swarm
 
-HOSTS = {"fanout-a": "10.89.42.230", "fanout-b": "10.89.42.231", "fanout-c": "10.89.42.232"}
+HOSTS = {"fanout-a": "10.89.42.240", "fanout-b": "10.89.42.241", "fanout-c": "10.89.42.242"}
 MIRROR_DIR = project_dir() / ".lab" / "mirror" / "molecule" / "fanout_default"
 MIRROR_URL = "http://mirror:8080/molecule/fanout_default"
 SWARM = "/var/cache/localllm-fleet/swarm"
