@@ -1,0 +1,233 @@
+"""The fan-out plan: swarm or direct by size, who seeds, aria2's arguments, the torrent's hash."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.localllm.fleet.plugins.module_utils.fleet_swarm import (
+    SwarmError,
+    aria2_args,
+    bdecode,
+    check,
+    fleet_address,
+    info_hash,
+    piece_exponent,
+    plan,
+    swarm_peers,
+    tracker_url,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "fleet_swarm"
+SHA = "ab" * 32
+URL = "http://mirror:8080/models/deepseek-r1-671b-q4_k_m.gguf"
+GIB = 1 << 30
+
+
+def blob(**changes):
+    entry = {"url": URL, "sha256": SHA, "dest": "/var/cache/localllm-fleet/models/m.gguf"}
+    entry.update(changes)
+    return entry
+
+
+def test_blobs_above_the_threshold_go_through_the_swarm_and_the_rest_direct():
+    small = blob(url="http://mirror:8080/small.gguf", sha256="cd" * 32, dest="/srv/small.gguf")
+    result = plan([blob(), small], {URL: 404 * GIB, small["url"]: 2 * GIB}, 10 * GIB)
+    assert [(b["url"], b["via"]) for b in result] == [(URL, "swarm"), (small["url"], "direct")]
+    assert result[0]["key"] == SHA[:16]
+    assert result[0]["size"] == 404 * GIB
+
+
+def test_a_blob_of_exactly_the_threshold_stays_direct_and_zero_sends_everything_to_the_swarm():
+    assert plan([blob()], {URL: 100}, 100)[0]["via"] == "direct"
+    assert plan([blob()], {URL: 1}, 0)[0]["via"] == "swarm"
+
+
+def test_fan_out_disabled_sends_even_the_largest_blob_direct():
+    assert plan([blob()], {URL: 404 * GIB}, 0, enabled=False)[0]["via"] == "direct"
+
+
+def test_a_blob_the_mirror_gave_no_size_for_is_refused_with_its_url():
+    with pytest.raises(SwarmError, match=r"671b.*the mirror gave no size"):
+        plan([blob()], {URL: ""}, 0)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (blob(sha256="not-a-digest"), "sha256 must be the blob's 64-hex digest"),
+        (blob(sha256=""), "trust anchor"),
+        (blob(url="ftp://mirror/x"), "url must be an http"),
+        (blob(dest="relative/path"), "dest must be an absolute file path"),
+        (blob(mode=640), "mode must be quoted octal"),
+        (blob(checksum=SHA), "unknown keys"),
+        ("http://mirror/x", "must be a mapping"),
+    ],
+)
+def test_bad_blobs_are_refused_naming_what_to_change(entry, message):
+    with pytest.raises(SwarmError, match=message):
+        check([entry])
+
+
+def test_two_blobs_for_one_dest_are_refused_and_a_sha256_prefix_is_accepted():
+    assert check([blob(sha256="sha256:" + SHA.upper())])[0]["sha256"] == SHA
+    with pytest.raises(SwarmError, match="dest of two different blobs"):
+        check([blob(), blob(sha256="cd" * 32, url="http://mirror:8080/other")])
+
+
+def test_a_bad_threshold_is_refused():
+    with pytest.raises(SwarmError, match="fleet_swarm_threshold must be a whole number"):
+        plan([blob()], {URL: 1}, "ten gigabytes")
+    with pytest.raises(SwarmError, match="fleet_swarm_threshold must be at least 0"):
+        plan([blob()], {URL: 1}, -1)
+
+
+@pytest.mark.parametrize(
+    ("size", "exponent"),
+    [(1, 18), (256 << 20, 18), (1 * GIB, 20), (20 * GIB, 24), (404 * GIB, 24)],
+)
+def test_piece_size_grows_with_the_blob_between_256_kib_and_16_mib(size, exponent):
+    assert piece_exponent(size) == exponent
+
+
+def test_the_seed_is_the_first_host_needing_the_blob_unless_one_is_named():
+    wanted = {"a": [], "b": [SHA], "c": [SHA, "cd" * 32], "d": [SHA]}
+    assert swarm_peers(["a", "b", "c", "d"], wanted, SHA) == {
+        "peers": ["b", "c", "d"],
+        "seeder": "b",
+        "seeder_has": False,
+    }
+    assert swarm_peers(["a", "b", "c", "d"], wanted, SHA, "d")["seeder"] == "d"
+    # A named seed that neither needs nor has the blob (or is not in the play) does not seed it.
+    assert swarm_peers(["a", "b", "c", "d"], wanted, SHA, "a")["seeder"] == "b"
+    with pytest.raises(SwarmError, match="no host of the play"):
+        swarm_peers(["a"], wanted, SHA)
+
+
+def test_a_host_that_has_the_blob_seeds_it_so_new_hosts_cost_the_mirror_nothing():
+    wanted = {"c": [SHA]}
+    have = {"a": ["cd" * 32], "b": [SHA]}
+    assert swarm_peers(["a", "b", "c"], wanted, SHA, have=have) == {
+        "peers": ["b", "c"],
+        "seeder": "b",
+        "seeder_has": True,
+    }
+    # Nobody needs it: there is no swarm, even though b has it.
+    with pytest.raises(SwarmError, match="no host of the play"):
+        swarm_peers(["a", "b", "c"], {}, SHA, have=have)
+
+
+def test_tracker_url_brackets_ipv6_and_refuses_a_name():
+    assert tracker_url("10.89.42.7", 6969) == "http://10.89.42.7:6969/announce"
+    assert tracker_url("fd00::7", "6969") == "http://[fd00::7]:6969/announce"
+    with pytest.raises(SwarmError, match="must be the IP address"):
+        tracker_url("host1.example", 6969)
+    with pytest.raises(SwarmError, match="port 1-65535"):
+        tracker_url("10.0.0.1", 70000)
+    assert fleet_address("[fd00::7]") == "fd00::7"
+
+
+SETTINGS = {
+    "listen_port": 6881,
+    "seed_minutes": 30,
+    "upload_limit": 0,
+    "max_peers": 55,
+    "require_crypto": False,
+    "address": "10.89.42.7",
+    "complete_hook": "/usr/local/libexec/localllm-fleet/swarm-status",
+}
+
+
+def test_a_peer_never_looks_for_peers_outside_the_tracker_and_resumes_from_its_control_file():
+    args = aria2_args("fetch", "/w/blob.torrent", "/w", SETTINGS)
+    for flag in (
+        "--enable-dht=false",
+        "--enable-dht6=false",
+        "--enable-peer-exchange=false",
+        "--bt-enable-lpd=false",
+        "--continue=true",
+        "--check-integrity=true",
+        "--listen-port=6881",
+        "--interface=10.89.42.7",
+        "--disable-ipv6=true",
+        "--seed-time=30",
+        "--no-conf=true",
+        "--on-bt-download-complete=/usr/local/libexec/localllm-fleet/swarm-status",
+        "--on-download-error=/usr/local/libexec/localllm-fleet/swarm-status-error",
+    ):
+        assert flag in args
+    assert args[0] == "/usr/bin/aria2c"
+    assert args[-1] == "--torrent-file=/w/blob.torrent"
+    assert not any(a.startswith("--bt-seed-unverified") for a in args)
+
+
+def test_the_seed_serves_the_file_it_verified_without_hashing_it_again():
+    args = aria2_args("seed", "/w/blob.torrent", "/w", SETTINGS)
+    assert "--bt-seed-unverified=true" in args
+    assert not any(a.startswith("--on-bt-download-complete") for a in args)
+
+
+def test_options_crypto_upload_limit_ipv6_and_a_web_seed():
+    settings = dict(SETTINGS, require_crypto=True, upload_limit=1048576, address="fd00::7")
+    args = aria2_args("fetch", "/w/t", "/w", settings, web_seed=URL)
+    assert "--bt-require-crypto=true" in args
+    assert "--max-overall-upload-limit=1048576" in args
+    assert "--interface=fd00::7" in args
+    assert "--disable-ipv6=true" not in args
+    assert args[-1] == URL
+
+
+@pytest.mark.parametrize(
+    ("role", "settings", "web_seed", "message"),
+    [
+        ("leech", SETTINGS, "", "seed or fetch"),
+        ("fetch", dict(SETTINGS, listen_port=0), "", "fleet_swarm_listen_port"),
+        ("fetch", dict(SETTINGS, seed_minutes="forever"), "", "fleet_swarm_seed_minutes"),
+        ("fetch", dict(SETTINGS, address="peer1"), "", "must be the IP address"),
+        ("fetch", SETTINGS, "file:///srv/blob", "web seed must be an http"),
+    ],
+)
+def test_bad_aria2_settings_are_refused(role, settings, web_seed, message):
+    with pytest.raises(SwarmError, match=message):
+        aria2_args(role, "/w/t", "/w", settings, web_seed)
+
+
+def test_info_hash_is_the_one_aria2_reports_for_a_mktorrent_private_torrent():
+    # mktorrent 1.1 -p -l 18 of a 40 MiB blob; `aria2c -S` (1.36.0) printed this info hash.
+    data = (FIXTURES / "mktorrent-1.1-private.torrent").read_bytes()
+    assert info_hash(data) == "e13b5fc5c3d1512b034eb5de173889f0400a1d9a"
+    assert bdecode(data)[b"info"][b"piece length"] == 1 << 18
+
+
+def _torrent(info: bytes) -> bytes:
+    announce = b"http://10.0.0.1:6969/announce"
+    return b"d8:announce%d:%s4:info%se" % (len(announce), announce, info)
+
+
+def test_info_hash_is_sha1_of_the_info_dictionary_as_written():
+    info = b"d6:lengthi5e4:name4:blob12:piece lengthi262144e6:pieces20:%s7:privatei1ee" % (
+        b"x" * 20
+    )
+    assert info_hash(_torrent(info)) == hashlib.sha1(info).hexdigest()  # noqa: S324 - BitTorrent's hash
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_torrent(b"d6:lengthi5e4:name4:blob12:piece lengthi262144e6:pieces0:e"), "not private"),
+        (
+            _torrent(b"d5:filesle4:name4:blob12:piece lengthi1e6:pieces0:7:privatei1ee"),
+            "one blob per torrent",
+        ),
+        (b"d8:announce3:abce", "no info dictionary"),
+        (b"d4:info", "not bencoded"),
+        (b"d4:infod5:abcdei1ee", "not bencoded"),
+        (b"i1ei2e", "after the end"),
+        (b"d9:announce3:abce", "not bencoded"),
+    ],
+)
+def test_a_public_multi_file_or_broken_torrent_is_refused(data, message):
+    with pytest.raises(SwarmError, match=message):
+        info_hash(data)
