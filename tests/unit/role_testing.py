@@ -65,10 +65,15 @@ def _ansible_playbook(
 
 
 def run_role_tasks(
-    tmp_path: Path, role: str, tasks_from: str, variables: dict[str, Any]
+    tmp_path: Path,
+    role: str,
+    tasks_from: str,
+    variables: dict[str, Any],
+    after: list[dict[str, Any]] | None = None,
 ) -> PlaybookRun:
     """Include `tasks_from` of localllm.fleet.<role> (its defaults and vars load as in a
-    real run) with `variables` as extra vars."""
+    real run) with `variables` as extra vars, then run the tasks `after` (to show what the
+    task file left behind)."""
     task = {
         "name": f"{role} {tasks_from}",
         "ansible.builtin.include_role": {
@@ -76,7 +81,7 @@ def run_role_tasks(
             "tasks_from": tasks_from,
         },
     }
-    return _ansible_playbook(tmp_path, {"tasks": [task]}, variables)
+    return _ansible_playbook(tmp_path, {"tasks": [task, *(after or [])]}, variables)
 
 
 def render_template(
