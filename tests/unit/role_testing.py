@@ -69,6 +69,7 @@ def run_role_tasks(
     role: str,
     tasks_from: str,
     variables: dict[str, Any],
+    *,
     after: list[dict[str, Any]] | None = None,
     public: bool = False,
 ) -> PlaybookRun:

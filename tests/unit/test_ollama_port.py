@@ -104,9 +104,9 @@ def test_models_smoke_and_report_follow_ollama_host_to_another_port(
     playbook = tmp_path / "play.yml"
     playbook.write_text(MODELS_PLAY)
     extra = {"repo": str(REPO), "out": str(out), "report_dir": str(out)}
+    command = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory)]
     run = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory)]
-        + [str(playbook), "-e", json.dumps(extra)],
+        [*command, str(playbook), "-e", json.dumps(extra)],
         capture_output=True,
         text=True,
         env={
