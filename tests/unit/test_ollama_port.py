@@ -185,9 +185,14 @@ def test_the_shared_facts_come_from_the_ollama_role(
     assert expected in " ".join(run.out.split())
 
 
-def test_the_modules_default_address_is_the_ollama_role_s() -> None:
-    """The modules cannot read a role's defaults: their documented default is kept equal to
-    where the ollama role's default ollama_host is reached."""
+def test_the_modules_defaults_are_the_ollama_role_s() -> None:
+    """The modules cannot read a role's defaults: their documented defaults (the API address,
+    ollama_bundle's store) are kept equal to the ollama role's."""
+    from ansible_collections.localllm.fleet.plugins.modules import ollama_bundle
+
+    ollama_defaults = yaml.safe_load((REPO / "roles/ollama/defaults/main.yml").read_text())
+    bundle_doc = yaml.safe_load(ollama_bundle.DOCUMENTATION)
+    assert bundle_doc["options"]["models_dir"]["default"] == ollama_defaults["ollama_store_dir"]
     from ansible_collections.localllm.fleet.plugins.doc_fragments.ollama_api import (
         ModuleDocFragment,
     )
