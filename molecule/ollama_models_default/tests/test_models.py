@@ -278,8 +278,8 @@ def test_a_bad_parameter_fails_on_the_controller_before_any_host_changes(host):
 def test_a_bundle_with_a_corrupted_blob_leaves_the_store_as_it_was(host):
     if host_name(host) != "models-cpu":
         pytest.skip("the bundle host")
-    for model in names(host):
-        host.check_output(f"ollama rm {model}")
+    for model in names(host):  # the CLI, like an operator's shell, is told where Ollama is
+        host.check_output(f"OLLAMA_HOST={base_url(host)} ollama rm {model}")
     before = store_listing(host)
     source = project_dir() / ".lab/mirror/bundles/lab-models.tar"
     with tempfile.TemporaryDirectory() as tmp:
@@ -323,14 +323,14 @@ def test_an_upgrade_whose_model_cannot_answer_is_rolled_back_and_the_rollout_sto
     run = run_playbook(upgrade, extra_vars={"ollama_version": BROKEN_INFERENCE})
     assert run.rc != 0
     text = " ".join(run.output.split())
+    tried = [h for h, counts in run.recap.items() if counts["failed"]]
+    assert len(tried) == 1, run.recap  # fleet_serial 1, max_fail_percentage 0: it stops there
     assert (
-        f"Ollama {BROKEN_INFERENCE} answered on http://127.0.0.1:11434/api/version but failed its "
-        "health chat:" in text
+        f"Ollama {BROKEN_INFERENCE} answered on http://127.0.0.1:{PORT[tried[0]]}/api/version "
+        "but failed its health chat:" in text
     ), text[-3000:]
     assert "HTTP 500 llama runner process has terminated" in text
     assert "Rolled back to 0.32.15" in text
-    tried = [h for h, counts in run.recap.items() if counts["failed"]]
-    assert len(tried) == 1, run.recap  # fleet_serial 1, max_fail_percentage 0: it stops there
     for name in EXPECTED:
         other = testinfra.get_host(f"podman://{name}")
         assert api(other, "/api/version") == {"version": "0.32.15"}
