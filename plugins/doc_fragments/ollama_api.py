@@ -11,7 +11,9 @@ options:
   api_url:
     description:
       - Base URL of the Ollama API on the managed host.
-      - The role keeps Ollama on loopback, so the default reaches it from the host itself.
+      - The default is where the ollama role's default C(ollama_host) is reached from the host
+        itself. The roles pass the address derived from the host's C(ollama_host)
+        (C(ollama_models_api_url)), so Ollama on another port needs only that variable.
     type: str
     default: http://127.0.0.1:11434
   timeout:

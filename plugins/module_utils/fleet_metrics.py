@@ -45,6 +45,7 @@ from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_smi import (
     parse_query,
 )
 from ansible_collections.localllm.fleet.plugins.module_utils.ollama_api import (
+    DEFAULT_API_URL,
     ModelName,
     OllamaClient,
     OllamaError,
@@ -317,7 +318,7 @@ class CollectorConfig:
     nvidia_smi_timeout: float = 10.0
     kernel_log: str = "journal"
     ollama_enabled: bool = False
-    ollama_api_url: str = "http://127.0.0.1:11434"
+    ollama_api_url: str = DEFAULT_API_URL
     ollama_timeout: float = 5.0
     ollama_pinned_version: str = ""
     expected_models: list[str] = field(default_factory=list)
@@ -365,7 +366,7 @@ def load_config(data: Any) -> CollectorConfig:
         nvidia_smi_timeout=float(_get(gpu, "timeout", (int, float), 10, "gpu")),
         kernel_log=_get(gpu, "kernel_log", str, "journal", "gpu"),
         ollama_enabled=_get(ollama, "enabled", bool, False, "ollama"),
-        ollama_api_url=_get(ollama, "api_url", str, "http://127.0.0.1:11434", "ollama"),
+        ollama_api_url=_get(ollama, "api_url", str, DEFAULT_API_URL, "ollama"),
         ollama_timeout=float(_get(ollama, "timeout", (int, float), 5, "ollama")),
         ollama_pinned_version=_get(ollama, "pinned_version", str, "", "ollama"),
         expected_models=list(models),

@@ -34,6 +34,9 @@ from ansible_collections.localllm.fleet.plugins.module_utils.modelfile._create i
 )
 from ansible_collections.localllm.fleet.plugins.module_utils.modelfile._syntax import ModelfileError
 
+# Where the ollama role's default ollama_host is reached from the host itself; the roles pass
+# the address derived from the host's ollama_host (tests/unit/test_ollama_facts.py keeps the two
+# in step).
 DEFAULT_API_URL = "http://127.0.0.1:11434"
 # The options every API-talking module takes; documented once in doc_fragments/ollama_api.py.
 API_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {

@@ -67,18 +67,26 @@ def _ansible_playbook(
 
 
 def run_role_tasks(
-    tmp_path: Path, role: str, tasks_from: str, variables: dict[str, Any]
+    tmp_path: Path,
+    role: str,
+    tasks_from: str,
+    variables: dict[str, Any],
+    *,
+    after: list[dict[str, Any]] | None = None,
+    public: bool = False,
 ) -> PlaybookRun:
     """Include `tasks_from` of localllm.fleet.<role> (its defaults and vars load as in a
-    real run) with `variables` as extra vars."""
+    real run) with `variables` as extra vars, then run the tasks `after` (to show what the
+    task file left behind; with `public`, they see the role's defaults and vars too)."""
     task = {
         "name": f"{role} {tasks_from}",
         "ansible.builtin.include_role": {
             "name": f"localllm.fleet.{role}",
             "tasks_from": tasks_from,
+            "public": public,
         },
     }
-    return _ansible_playbook(tmp_path, {"tasks": [task]}, variables)
+    return _ansible_playbook(tmp_path, {"tasks": [task, *(after or [])]}, variables)
 
 
 def render_template(

@@ -46,10 +46,44 @@ def test_the_drop_in_cannot_be_rendered_with_a_carriage_return_either(tmp_path: 
 
 def test_a_path_with_whitespace_is_refused_by_the_settings_check(tmp_path: Path):
     run = run_role_tasks(
-        tmp_path, "ollama", "settings.yml", {**PINNED, "ollama_models_dir": "/srv/models 100%h"}
+        tmp_path, "ollama", "settings.yml", {**PINNED, "ollama_store_dir": "/srv/models 100%h"}
     )
     assert run.failed
-    assert "ollama_models_dir: ollama_models_dir '/srv/models 100%h' contains whitespace" in run.out
+    assert "ollama_store_dir: ollama_store_dir '/srv/models 100%h' contains whitespace" in run.out
+
+
+def test_the_store_s_old_names_are_honoured_and_named_for_renaming(tmp_path: Path):
+    """An inventory still on ollama_models_dir(_mode) keeps its store (the unit, the drop-in
+    and the later plays get it as ollama_store_dir) and is told what to rename."""
+    show = {
+        "name": "Show the store the role uses",
+        "ansible.builtin.debug": {
+            "msg": "store={{ ollama_store_dir }} mode={{ ollama_store_dir_mode }}"
+        },
+    }
+    old = {"ollama_models_dir": "/srv/old-store", "ollama_models_dir_mode": "0770"}
+    run = run_role_tasks(tmp_path, "ollama", "settings.yml", {**PINNED, **old}, after=[show])
+    assert not run.failed, run.out
+    out = " ".join(run.out.split())  # the callback wraps long messages
+    assert "store=/srv/old-store mode=0770" in out
+    assert "DEPRECATED: ollama_models_dir is the old name of ollama_store_dir" in out
+    assert "This run uses its value, /srv/old-store, as ollama_store_dir" in out
+    assert "DEPRECATED: ollama_models_dir_mode is the old name of ollama_store_dir_mode" in out
+
+
+def test_the_old_store_name_goes_through_the_same_checks(tmp_path: Path):
+    run = run_role_tasks(
+        tmp_path, "ollama", "settings.yml", {**PINNED, "ollama_models_dir": "/srv/old store"}
+    )
+    assert run.failed
+    assert "DEPRECATED: ollama_models_dir" in run.out
+    assert "ollama_store_dir: ollama_store_dir '/srv/old store' contains whitespace" in run.out
+
+
+def test_no_deprecation_line_without_an_old_name(tmp_path: Path):
+    run = run_role_tasks(tmp_path, "ollama", "settings.yml", {**PINNED})
+    assert not run.failed, run.out
+    assert "DEPRECATED" not in run.out
 
 
 def test_percent_specifiers_in_paths_are_escaped_in_the_unit(tmp_path: Path):
@@ -57,7 +91,7 @@ def test_percent_specifiers_in_paths_are_escaped_in_the_unit(tmp_path: Path):
         tmp_path,
         "ollama",
         UNIT,
-        {"ollama_models_dir": "/srv/models-100%h", "ollama_home": "/srv/o"},
+        {"ollama_store_dir": "/srv/models-100%h", "ollama_home": "/srv/o"},
     )
     assert run.rendered is not None, run.out
     assert "ReadWritePaths=/srv/o /srv/models-100%%h\n" in run.rendered

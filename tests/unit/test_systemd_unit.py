@@ -87,7 +87,7 @@ def test_tabs_stay_allowed_inside_quoted_values():
     ],
 )
 def test_paths_are_written_with_specifiers_escaped(path, written):
-    assert systemd_unit.unit_path(path, "ollama_models_dir") == written
+    assert systemd_unit.unit_path(path, "ollama_store_dir") == written
 
 
 @pytest.mark.parametrize(
@@ -110,7 +110,7 @@ def test_paths_are_written_with_specifiers_escaped(path, written):
 )
 def test_paths_systemd_would_misread_are_refused(path, reason):
     with pytest.raises(systemd_unit.UnitValueError, match=reason):
-        systemd_unit.unit_path(path, "ollama_models_dir")
+        systemd_unit.unit_path(path, "ollama_store_dir")
 
 
 @pytest.mark.parametrize("name", ["ollama", "_ollama", "nvidia-persistenced", "svc_1"])
@@ -128,12 +128,12 @@ def test_user_and_group_names_systemd_would_misread_are_refused(name):
 
 def test_problems_lists_every_bad_setting_by_its_variable():
     problems = systemd_unit.problems(
-        paths={"ollama_home": "/usr/share/ollama", "ollama_models_dir": "/srv/models 100%h"},
+        paths={"ollama_home": "/usr/share/ollama", "ollama_store_dir": "/srv/models 100%h"},
         names={"ollama_user": "ollama", "ollama_group": "a b"},
         environment={"OLLAMA_ORIGINS": "http://a\rUser=root", "OLLAMA_HOST": "127.0.0.1:11434"},
     )
     assert len(problems) == 3
-    assert problems[0].startswith("ollama_models_dir: ")
+    assert problems[0].startswith("ollama_store_dir: ")
     assert problems[1].startswith("ollama_group: ")
     assert problems[2].startswith("OLLAMA_ORIGINS: ")
     assert systemd_unit.problems(paths={"p": "/a"}, names={"n": "b"}, environment={"X": 1}) == []

@@ -38,6 +38,10 @@ def role_variables(role: str, host_vars: dict[str, Any]) -> Templar:
     for part in ("defaults", "vars"):
         variables.update(yaml.safe_load((ROOT / "roles" / role / part / "main.yml").read_text()))
     variables = trusted(variables)
+    # What the roles' vars read from the ollama role's defaults with a file lookup (this
+    # bare Templar has no lookup plugins), as the lookup returns them: untrusted.
+    ollama_defaults = yaml.safe_load((ROOT / "roles/ollama/defaults/main.yml").read_text())
+    variables[f"_{role}_ollama"] = ollama_defaults
     variables.update(host_vars)
     return Templar(loader=DataLoader(), variables=variables)
 
@@ -104,6 +108,9 @@ def test_the_modelfiles_and_the_preload_unit_take_the_same_models_and_contexts()
             **host_vars,
             "__ollama_models_kept": planned[0]["target"],
             "ansible_managed": "Managed",
+            # Derived with a collection filter this bare Templar lacks (test_ollama_port.py
+            # runs the derivation through Ansible).
+            "ollama_models_api_url": "http://127.0.0.1:11434",
         },
     )
     unit = (

@@ -33,13 +33,19 @@ PROFILE = {"models-h100x8": "h100x8", "models-rtx4090": "rtx4090", "models-cpu":
 # The context gpu_tier's fit gave each host's first model (molecule.yml host_vars).
 NUM_CTX = {"models-h100x8": 32768, "models-rtx4090": 8192, "models-cpu": 4096}
 STORE = "/usr/share/ollama/.ollama/models"
+# models-cpu's Ollama listens on another port, set only as ollama_host (molecule.yml).
+PORT = {"models-h100x8": 11434, "models-rtx4090": 11434, "models-cpu": 11500}
+
+
+def base_url(host):
+    return f"http://127.0.0.1:{PORT[host.backend.get_hostname()]}"
 
 
 def api(host, path, body=None):
     if body is None:
-        return json.loads(host.check_output(f"curl -fsS http://127.0.0.1:11434{path}"))
+        return json.loads(host.check_output(f"curl -fsS {base_url(host)}{path}"))
     payload = json.dumps(body).replace("'", "'\\''")
-    return json.loads(host.check_output(f"curl -fsS http://127.0.0.1:11434{path} -d '{payload}'"))
+    return json.loads(host.check_output(f"curl -fsS {base_url(host)}{path} -d '{payload}'"))
 
 
 def names(host):
@@ -64,6 +70,12 @@ def item_changes(output, task):
         output.split(f"TASK [{task}")[1].split("TASK [")[0] if f"TASK [{task}" in output else ""
     )
     return sorted(re.findall(r"changed: \[([^\]]+)\] => \(item=([^ )]+)", section))
+
+
+def test_ollama_listens_where_ollama_host_says(host):
+    ports = (":11434", ":11500")
+    listeners = [s for s in host.socket.get_listening_sockets() if s.endswith(ports)]
+    assert listeners == [f"tcp://127.0.0.1:{PORT[host_name(host)]}"]
 
 
 def test_each_host_serves_its_tier_models(host):
@@ -266,8 +278,8 @@ def test_a_bad_parameter_fails_on_the_controller_before_any_host_changes(host):
 def test_a_bundle_with_a_corrupted_blob_leaves_the_store_as_it_was(host):
     if host_name(host) != "models-cpu":
         pytest.skip("the bundle host")
-    for model in names(host):
-        host.check_output(f"ollama rm {model}")
+    for model in names(host):  # the CLI, like an operator's shell, is told where Ollama is
+        host.check_output(f"OLLAMA_HOST={base_url(host)} ollama rm {model}")
     before = store_listing(host)
     source = project_dir() / ".lab/mirror/bundles/lab-models.tar"
     with tempfile.TemporaryDirectory() as tmp:
@@ -311,19 +323,17 @@ def test_an_upgrade_whose_model_cannot_answer_is_rolled_back_and_the_rollout_sto
     run = run_playbook(upgrade, extra_vars={"ollama_version": BROKEN_INFERENCE})
     assert run.rc != 0
     text = " ".join(run.output.split())
+    tried = [h for h, counts in run.recap.items() if counts["failed"]]
+    assert len(tried) == 1, run.recap  # fleet_serial 1, max_fail_percentage 0: it stops there
     assert (
-        f"Ollama {BROKEN_INFERENCE} answered on http://127.0.0.1:11434/api/version but failed its "
-        "health chat:" in text
+        f"Ollama {BROKEN_INFERENCE} answered on http://127.0.0.1:{PORT[tried[0]]}/api/version "
+        "but failed its health chat:" in text
     ), text[-3000:]
     assert "HTTP 500 llama runner process has terminated" in text
     assert "Rolled back to 0.32.15" in text
-    tried = [h for h, counts in run.recap.items() if counts["failed"]]
-    assert len(tried) == 1, run.recap  # fleet_serial 1, max_fail_percentage 0: it stops there
     for name in EXPECTED:
         other = testinfra.get_host(f"podman://{name}")
-        assert json.loads(other.check_output("curl -fsS localhost:11434/api/version")) == {
-            "version": "0.32.15"
-        }
+        assert api(other, "/api/version") == {"version": "0.32.15"}
         assert (BROKEN_INFERENCE in versions(other)) == (name in tried), name
 
 
@@ -338,6 +348,4 @@ def test_a_host_that_fails_its_smoke_test_after_an_upgrade_is_put_back(host):
     text = " ".join(run.output.split())
     assert f"models-cpu failed its smoke test on Ollama {BROKEN_INFERENCE}" in text, text[-3000:]
     assert "Rolled back to 0.32.15, which is serving again" in text
-    assert json.loads(host.check_output("curl -fsS localhost:11434/api/version")) == {
-        "version": "0.32.15"
-    }
+    assert api(host, "/api/version") == {"version": "0.32.15"}
