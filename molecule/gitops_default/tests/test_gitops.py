@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -44,6 +45,17 @@ MERGE_REQUEST = [
 ]
 
 
+# What a second apply may still report on the host: the smoke test measures again on every run
+# (a new tokens/s and timestamp for the metrics) and the collector publishes it. Measurements,
+# not configuration; docs/scaling.md lists them among the no-op's remaining changes.
+MEASUREMENTS = {
+    "localllm.fleet.fleet_exporters : Record this run's smoke test for the metrics",
+    "localllm.fleet.fleet_exporters : Collect the metrics now",
+}
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+TASK = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?P<name>.+?)\] \**$")
+
+
 @dataclass
 class Fleet:
     root: Path
@@ -57,9 +69,26 @@ class Pipeline:
     output: str
     seconds: float
 
-    def job_log(self, fleet: Fleet, job: str) -> str:
-        path = fleet.repo / ".gitlab-ci-local" / "output" / f"{job}.log"
-        return path.read_text() if path.exists() else ""
+    def job_log(self, job: str) -> str:
+        """What the job printed (the pipeline sets ANSIBLE_FORCE_COLOR: colours removed)."""
+        prefix = f"{job} > "
+        lines = ANSI.sub("", self.output).splitlines()
+        return "\n".join(line[len(prefix) :] for line in lines if line.startswith(prefix))
+
+    def ran(self, job: str) -> bool:
+        return f"{job} > " in self.output
+
+
+def changed_tasks(log: str, host: str) -> set[str]:
+    """The tasks (and handlers) that reported a change on `host` in a playbook's output."""
+    changed, task = set(), ""
+    for line in log.splitlines():
+        match = TASK.match(line.strip())
+        if match:
+            task = match["name"]
+        elif line.startswith(f"changed: [{host}]"):
+            changed.add(task)
+    return changed
 
 
 def sh(*command: str | Path, cwd: Path | None = None, **kwargs) -> str:
@@ -169,8 +198,7 @@ fleet_firewall_admin_cidrs: [10.89.42.1/32]
     passphrase = secrets.token_hex(16)
     write(
         prod / "group_vars" / "fleet" / "vault.yml",
-        "---\n"
-        + vault_encrypt("vault_fleet_tls_ca_passphrase", passphrase, vault_password_file),
+        "---\n" + vault_encrypt("vault_fleet_tls_ca_passphrase", passphrase, vault_password_file),
     )
     # The host's own key, as scripts/lab and molecule's create step read it: the reviewed file.
     shutil.copy(EPHEMERAL / "known_hosts", prod / "known_hosts")
@@ -234,7 +262,8 @@ def run_pipeline(fleet: Fleet, name: str, *args: str, branch: str = "main") -> P
         check=False,
         timeout=1200,
     )
-    pipeline = Pipeline(result.returncode, result.stdout + result.stderr, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    pipeline = Pipeline(result.returncode, result.stdout + result.stderr, seconds)
     (fleet.root / f"{name}.log").write_text(pipeline.output)
     print(f"gitops: {name}: exit {pipeline.rc} in {pipeline.seconds:.0f} s")
     return pipeline
@@ -252,15 +281,15 @@ def model_parameters() -> str:
 
 @pytest.fixture(scope="module")
 def gate_held(fleet) -> Pipeline:
+    """main's apply stage as GitLab shows it before anyone presses "apply"."""
     return run_pipeline(fleet, "main-gate-held", "--stage", "apply")
 
 
 def test_main_waits_for_a_person_before_applying(fleet, gate_held):
     assert gate_held.rc == 0, gate_held.output[-3000:]
-    assert "apply" not in gate_held.output.split("pipeline finished")[0].replace("--stage apply", "")
+    assert not gate_held.ran("apply"), gate_held.output[-3000:]
     assert not (fleet.repo / "report").exists()
-    # nothing reached the host: no Ollama
-    assert podman("command -v ollama").returncode != 0
+    assert podman("command -v ollama").returncode != 0  # nothing reached the host
 
 
 # ------------------------------------------------------------------------- main: apply
@@ -272,36 +301,47 @@ def first_apply(fleet, gate_held) -> Pipeline:
 
 
 def test_the_apply_job_converges_the_host(fleet, first_apply):
-    log = first_apply.job_log(fleet, "apply")
+    log = first_apply.job_log("apply")
     assert first_apply.rc == 0, first_apply.output[-5000:]
+    assert "PASS  apply" in first_apply.output
     recap = parse_recap(log)
     assert recap[HOST]["failed"] == 0
     assert recap[HOST]["unreachable"] == 0
     assert recap[HOST]["changed"] > 0
     # the secrets reached the job as CI variables, written by fleet-ci access, never printed
     assert "vault password and SSH key written (mode 0600)" in log
-    vault_password = yaml.safe_load(
-        (fleet.home / ".gitlab-ci-local" / "variables.yml").read_text()
-    )["global"]["FLEET_VAULT_PASSWORD"]
-    assert vault_password not in first_apply.output
+    variables = yaml.safe_load((fleet.home / ".gitlab-ci-local" / "variables.yml").read_text())
+    assert variables["global"]["FLEET_VAULT_PASSWORD"] not in first_apply.output
     # the host serves its tier's model with the committed parameter, behind its edge
     assert "temperature 0.6" in model_parameters()
     assert podman("systemctl is-active ollama haproxy").returncode == 0
     # the report is the job's artifact
-    assert (fleet.repo / "report" / "fleet-report.md").is_file()
+    assert HOST in (fleet.repo / "report" / "fleet-report.md").read_text()
 
 
 @pytest.fixture(scope="module")
 def second_apply(fleet, first_apply) -> Pipeline:
+    """The operator commits the fleet CA the first run made (inventories/example/README.md,
+    step 7), then main's pipeline applies again."""
+    sh("git", "add", "inventories/prod/pki", cwd=fleet.repo)
+    sh(
+        *GIT,
+        "commit",
+        "-qm",
+        "fleet CA (its key encrypted with the vaulted passphrase)",
+        cwd=fleet.repo,
+    )
     return run_pipeline(fleet, "main-apply-again", "--stage", "apply", "--manual", "apply")
 
 
-def test_a_second_apply_changes_nothing(fleet, second_apply):
-    log = second_apply.job_log(fleet, "apply")
+def test_a_second_apply_changes_nothing(second_apply):
+    log = second_apply.job_log("apply")
     assert second_apply.rc == 0, second_apply.output[-5000:]
     recap = parse_recap(log)
-    assert recap[HOST]["changed"] == 0, log[-5000:]
     assert recap[HOST]["failed"] == 0
+    changed = changed_tasks(log, HOST)
+    assert changed <= MEASUREMENTS, changed
+    assert recap[HOST]["changed"] == len(changed), log[-5000:]
 
 
 # ------------------------------------------------------------------------- merge request
@@ -317,15 +357,14 @@ def merge_request(fleet, second_apply) -> Pipeline:
     return run_pipeline(fleet, "merge-request", *MERGE_REQUEST, branch="temperature")
 
 
-def test_a_merge_request_is_linted_and_planned_and_not_applied(fleet, merge_request):
+def test_a_merge_request_is_linted_and_planned_and_never_applied(merge_request):
     assert merge_request.rc == 0, merge_request.output[-5000:]
-    lint, plan = merge_request.job_log(fleet, "lint"), merge_request.job_log(fleet, "plan")
-    assert "syntax" in lint.lower() or "playbook: playbooks/site.yml" in lint, lint[-3000:]
-    assert "fleet-ci plan" in plan
-    # no apply job in a merge request's pipeline
-    assert not (fleet.repo / ".gitlab-ci-local" / "output" / "apply.log").exists() or (
-        "apply" not in merge_request.output.split("PASS")[-1]
-    )
+    assert "PASS  lint" in merge_request.output
+    assert "PASS  plan" in merge_request.output
+    assert not merge_request.ran("apply")
+    lint = merge_request.job_log("lint")
+    assert "examples/gitops/fleet-ci lint" in lint
+    assert "playbook: playbooks/site.yml" in lint  # the syntax check ran
 
 
 def test_the_plan_artifact_shows_the_change_as_a_diff(fleet, merge_request):
@@ -333,7 +372,7 @@ def test_the_plan_artifact_shows_the_change_as_a_diff(fleet, merge_request):
     fleet_plan = (plan_dir / "fleet-plan.txt").read_text()
     assert HOST in fleet_plan
     assert "deepseek-r1:1.5b" in fleet_plan
-    diff = (plan_dir / "site-check-diff.txt").read_text()
+    diff = ANSI.sub("", (plan_dir / "site-check-diff.txt").read_text())
     assert "-PARAMETER temperature 0.6" in diff, diff[-5000:]
     assert "+PARAMETER temperature 0.2" in diff
     recap = parse_recap(diff)
