@@ -1,10 +1,9 @@
-"""Filters for the fleet_gateway role (plugins/module_utils/gateway_plan.py, gateway_keys.py,
-wheelhouse.py).
+"""Filters for the fleet_gateway role (plugins/module_utils/gateway_plan.py, gateway_keys.py;
+the wheelhouse filters are in wheelhouse.py).
 
 {{ hosts | localllm.fleet.fleet_gateway_plan(hostvars, unreachable, model_defaults, settings) }}
 {{ plan | localllm.fleet.fleet_gateway_litellm_config(settings) }}
 {{ clients | localllm.fleet.fleet_gateway_clients(plan, min_length) }}   (checked, keys left out)
-{{ lookup('file', lock) | localllm.fleet.fleet_gateway_wheelhouse }}
 """
 
 from __future__ import annotations
@@ -12,11 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ansible_collections.localllm.fleet.plugins.module_utils import (
-    gateway_keys,
-    gateway_plan,
-    wheelhouse,
-)
+from ansible_collections.localllm.fleet.plugins.module_utils import gateway_keys, gateway_plan
 from ansible_collections.localllm.fleet.plugins.plugin_utils.filter_errors import as_filter
 
 
@@ -109,10 +104,4 @@ class FilterModule:
             ),
             "fleet_gateway_journal_excerpt": gateway_plan.journal_excerpt,
             "fleet_gateway_report": gateway_plan.report_section,
-            "fleet_gateway_wheelhouse": as_filter(
-                wheelhouse.wheelhouse_info, wheelhouse.WheelhouseError
-            ),
-            "fleet_gateway_checksum": as_filter(
-                wheelhouse.checksum_for, wheelhouse.WheelhouseError
-            ),
         }

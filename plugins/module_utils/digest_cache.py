@@ -15,13 +15,13 @@ It is a cache: losing it costs time, never correctness.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from typing import Any
+
+from ansible_collections.localllm.fleet.plugins.module_utils.atomic_file import write_atomic
 
 STATE_DIR = "~/.cache/localllm-fleet"
 _READ_BLOCK = 4 << 20
@@ -65,17 +65,8 @@ def update_json(path: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         data = change(load_json(path))
-        fd, tmp = tempfile.mkstemp(prefix=".state-", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, sort_keys=True, separators=(",", ":"))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        write_atomic(path, text, 0o600, prefix=".state-")
     except OSError:
         return
 

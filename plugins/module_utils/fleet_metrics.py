@@ -32,12 +32,12 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from ansible_collections.localllm.fleet.plugins.module_utils.atomic_file import write_atomic
 from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_smi import (
     MINIMAL_FIELDS,
     NvidiaSmiResult,
@@ -167,19 +167,8 @@ def write_textfile(directory: str, name: str, text: str) -> str:
     """
     if not name.endswith(".prom") or "/" in name:
         raise ValueError(f"textfile name must be a plain *.prom name, not {name!r}")
-    handle, temporary = tempfile.mkstemp(prefix="." + name + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        target = os.path.join(directory, name)
-        os.replace(temporary, target)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    target = os.path.join(directory, name)
+    write_atomic(target, text, 0o644, prefix="." + name + ".", suffix=".tmp")
     return target
 
 

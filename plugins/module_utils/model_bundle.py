@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from ansible_collections.localllm.fleet.plugins.module_utils.atomic_file import write_atomic
 from ansible_collections.localllm.fleet.plugins.module_utils.ollama_api import ModelName
 
 FORMAT = "localllm.fleet/model-bundle"
@@ -766,19 +767,10 @@ def _fsync_dir(path: str) -> None:
 def _write_manifest(path: str, data: bytes, uid: int, gid: int, made: list[str]) -> None:
     directory = os.path.dirname(path)
     _makedirs(directory, uid, gid, made)
-    fd, temp = tempfile.mkstemp(prefix=".manifest-", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o644)
-        _chown(temp, uid, gid)
-        os.replace(temp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-    _fsync_dir(directory)
+        write_atomic(path, data, 0o644, uid=uid, gid=gid, prefix=".manifest-", sync_directory=True)
+    except PermissionError as err:
+        raise BundleError(f"cannot write {path} for uid {uid} gid {gid}: {err.strerror}") from err
 
 
 def describe(index: BundleIndex) -> dict[str, Any]:

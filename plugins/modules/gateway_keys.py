@@ -116,10 +116,10 @@ pepper_created:
 import grp
 import os
 import pwd
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.localllm.fleet.plugins.module_utils.atomic_file import write_atomic
 from ansible_collections.localllm.fleet.plugins.module_utils.gateway_keys import (
     GatewayKeysError,
     describe,
@@ -140,19 +140,7 @@ def _read(path: str) -> str | None:
 
 
 def _write(path: str, text: str, uid: int, gid: int, mode: int) -> None:
-    directory = os.path.dirname(path) or "."
-    fd, temp = tempfile.mkstemp(prefix=".keys-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chown(temp, uid, gid)
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
+    write_atomic(path, text, mode, uid=uid, gid=gid, prefix=".keys-")
 
 
 def _attributes_differ(path: str, uid: int, gid: int, mode: int) -> bool:
