@@ -69,14 +69,19 @@ class Pipeline:
     output: str
     seconds: float
 
-    def job_log(self, job: str) -> str:
-        """What the job printed (the pipeline sets ANSIBLE_FORCE_COLOR: colours removed)."""
-        prefix = f"{job} > "
+    def job_lines(self, job: str, kind: str = ">") -> list[str]:
+        """The job's output lines (kind ">") or the commands it ran (kind "$"), without
+        gitlab-ci-local's prefix (the job's name padded to the longest one) or colours (the
+        pipeline sets ANSIBLE_FORCE_COLOR)."""
+        prefix = re.compile(rf"^{re.escape(job)} +{re.escape(kind)} ?")
         lines = ANSI.sub("", self.output).splitlines()
-        return "\n".join(line[len(prefix) :] for line in lines if line.startswith(prefix))
+        return [prefix.sub("", line) for line in lines if prefix.match(line)]
+
+    def job_log(self, job: str) -> str:
+        return "\n".join(self.job_lines(job))
 
     def ran(self, job: str) -> bool:
-        return f"{job} > " in self.output
+        return bool(self.job_lines(job, "$"))
 
 
 def changed_tasks(log: str, host: str) -> set[str]:
@@ -362,9 +367,8 @@ def test_a_merge_request_is_linted_and_planned_and_never_applied(merge_request):
     assert "PASS  lint" in merge_request.output
     assert "PASS  plan" in merge_request.output
     assert not merge_request.ran("apply")
-    lint = merge_request.job_log("lint")
-    assert "examples/gitops/fleet-ci lint" in lint
-    assert "playbook: playbooks/site.yml" in lint  # the syntax check ran
+    assert "examples/gitops/fleet-ci lint" in merge_request.job_lines("lint", "$")
+    assert "playbook: playbooks/site.yml" in merge_request.job_log("lint")  # the syntax check
 
 
 def test_the_plan_artifact_shows_the_change_as_a_diff(fleet, merge_request):
