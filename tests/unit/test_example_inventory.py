@@ -129,6 +129,29 @@ def test_site_yml_syntax_checks_against_the_example_without_probing(home):
     assert {row["status"] for row in rows} == {"not probed"}
 
 
+def test_site_yml_syntax_checks_an_inventory_of_model_hosts_only(home, tmp_path):
+    """A small fleet: model hosts, no gateway or monitoring group. With the probe off (a
+    pipeline's lint job) no host has a tier and the monitoring play covers none: still valid."""
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  children:\n    fleet:\n      hosts:\n        cpu-01.ai.example.com:\n"
+    )
+    (tmp_path / "gpu_tier.yml").write_text(
+        "plugin: localllm.fleet.gpu_tier\nsource: hosts.yml\ncache: false\n"
+    )
+    result = run(
+        str(REPO / ".venv" / "bin" / "ansible-playbook"),
+        "-i",
+        str(tmp_path / "gpu_tier.yml"),
+        "playbooks/site.yml",
+        "--syntax-check",
+        "-e",
+        "gpu_tier_probe=false",
+        home=home,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "playbook: playbooks/site.yml" in result.stdout
+
+
 def show_secrets(home: Path, *vault: str) -> subprocess.CompletedProcess:
     return run(
         str(REPO / ".venv" / "bin" / "ansible"),
