@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ansible_collections.localllm.fleet.plugins.module_utils.fleet_swarm import (
     SwarmError,
@@ -231,3 +233,40 @@ def test_info_hash_is_sha1_of_the_info_dictionary_as_written():
 def test_a_public_multi_file_or_broken_torrent_is_refused(data, message):
     with pytest.raises(SwarmError, match=message):
         info_hash(data)
+
+
+@pytest.mark.controller
+def test_serve_yml_opens_the_swarm_ports_to_the_fleet_only_where_models_come_by_swarm(tmp_path):
+    # serve.yml's firewall play imports tasks/firewall.yml: the openings it declares are what
+    # fleet_firewall then renders, from the fleet's own addresses only.
+    from role_testing import run_role_tasks
+
+    out = tmp_path / "openings.json"
+    show = {
+        "ansible.builtin.copy": {
+            "content": "{{ fleet_firewall_role_openings | to_json }}",
+            "dest": str(out),
+            "mode": "0600",
+        }
+    }
+    settings = {
+        "fleet_swarm_firewall_sources": ["10.0.0.1", "10.0.0.2"],
+        "fleet_swarm_listen_port": 6881,
+        "fleet_swarm_tracker_port": 6969,
+    }
+    run = run_role_tasks(tmp_path, "fleet_swarm", "firewall.yml", settings, after=[show])
+    assert not run.failed, run.out
+    openings = json.loads(out.read_text())
+    assert openings == [
+        {"name": "swarm_peer", "port": 6881, "sources": ["10.0.0.1", "10.0.0.2"]},
+        {"name": "swarm_tracker", "port": 6969, "sources": ["10.0.0.1", "10.0.0.2"]},
+    ]
+    serve = yaml.safe_load((Path(__file__).parents[2] / "playbooks" / "serve.yml").read_text())
+    imports = [
+        task
+        for play in serve
+        for task in play.get("pre_tasks", [])
+        if task.get("ansible.builtin.import_role", {}).get("name") == "localllm.fleet.fleet_swarm"
+    ]
+    assert [t["ansible.builtin.import_role"]["tasks_from"] for t in imports] == ["firewall.yml"]
+    assert imports[0]["when"] == "ollama_models_swarm | default(false) | bool"
