@@ -11,7 +11,8 @@ import re
 from pathlib import Path
 
 import pytest
-from role_testing import _ansible_playbook
+import yaml
+from role_testing import REPO, _ansible_playbook
 
 PLAN = [{"target": "fleet/qwen3:8b", "from": "qwen3:8b", "modelfile": "qwen3-8b", "num_ctx": 8192}]
 RENDERED = {"fleet/qwen3:8b": "FROM qwen3:8b\nPARAMETER num_ctx 8192\n"}
@@ -76,6 +77,8 @@ def stamp(tmp_path: Path, **variables) -> None:
             ]
         },
         {
+            # the copy runs outside the role: its vars read the ollama role's defaults by path
+            "role_path": str(REPO / "roles" / "ollama_models"),
             "ollama_models_modelfile_dir": str(tmp_path),
             "__ollama_models_plan": PLAN,
             "__ollama_models_rendered": RENDERED,
@@ -126,3 +129,11 @@ def test_always_tests_even_when_nothing_changed(tmp_path):
 def test_a_change_the_test_covers_tests_again(tmp_path, change):
     stamp(tmp_path)
     assert decide(tmp_path, **change) is True
+
+
+def test_a_stamp_from_site_yml_holds_for_models_yml(tmp_path):
+    # site.yml runs the ollama role first (its defaults, ollama_version among them, are loaded);
+    # models.yml runs ollama_models alone. The same host must not test again for that.
+    default = yaml.safe_load((REPO / "roles" / "ollama" / "defaults" / "main.yml").read_text())
+    stamp(tmp_path, ollama_version=default["ollama_version"])
+    assert decide(tmp_path) is False

@@ -242,6 +242,9 @@ def test_one_parameter_changes_exactly_that_model(host):
     assert item_changes(run.output, "ollama_models : Register each model") == [
         ("models-rtx4090", "fleet/deepseek-r1:32b")
     ]
+    # the other hosts change nothing (a converge's smoke stamp holds for models.yml too)
+    changed = re.findall(r"^changed: \[(models-h100x8|models-cpu)\]", run.output, re.M)
+    assert changed == [], run.output[-6000:]
     assert run.changed("models-h100x8") == 0 and run.changed("models-cpu") == 0
     assert re.search(r"temperature\s+0\.5", params(host, "fleet/deepseek-r1:32b"))
     again = run_playbook("models.yml", extra_vars=CHANGE)
