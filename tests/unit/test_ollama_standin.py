@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -1188,3 +1189,32 @@ def test_capabilities_come_from_the_template_as_ollama_derives_them(
         "completion",
         "tools",
     ]
+
+
+def test_a_model_that_must_evict_a_busy_one_waits_for_it_to_finish() -> None:
+    """Ollama's requireFull: a model that does not fit beside the loaded ones evicts one; when
+    the loaded one is still answering, the load waits for it to finish, then evicts it (the
+    race behind a flaky test: the second request arrived before the first had released)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "standins" / "ollama" / "src"))
+    from ollama_standin.sched import GPU, Runner, Scheduler
+
+    gib = 1 << 30
+    scheduler = Scheduler(
+        [GPU(0, "GPU-0", "NVIDIA GeForce RTX 4090", 24 * gib, 0)], lambda *a: None
+    )
+
+    def build(name: str, size: int, vram: int):
+        return lambda taken: Runner(name, name, "sha256:0", {}, size, vram, 8192, 300 * 10**9)
+
+    small = scheduler.acquire("small", build("small", gib, gib), None)  # answering: refs 1
+    got: list[Runner] = []
+    loader = threading.Thread(
+        target=lambda: got.append(scheduler.acquire("big", build("big", 40 * gib, 20 * gib), None))
+    )
+    loader.start()
+    loader.join(0.5)
+    assert loader.is_alive() and not got  # waits while the small model answers
+    scheduler.release(small)
+    loader.join(5)
+    assert [r.name for r in got] == ["big"]
+    assert list(scheduler.runners) == ["big"]  # the small one was evicted, not loaded beside

@@ -322,6 +322,11 @@ class Scheduler:
                                 )
                                 self._unload(victim)
                                 continue
+                            if any(r.refs > 0 for r in self.runners.values()):
+                                # every loaded model is answering: Ollama waits for one to
+                                # finish and unloads it then, not loading beside it
+                                self.lock.wait(0.1)
+                                continue
                         break
                     self.runners[name] = runner
                 runner.refs += 1
