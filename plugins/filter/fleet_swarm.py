@@ -5,6 +5,8 @@
 {{ address | localllm.fleet.fleet_swarm_tracker_url(port) }}
 {{ 'fetch' | localllm.fleet.fleet_swarm_aria2_args(torrent, dir, settings, web_seed) }}
 {{ slurped.content | localllm.fleet.fleet_swarm_info_hash }}   (base64, as slurp returns it)
+{{ pull | localllm.fleet.fleet_swarm_registry_manifest_url(insecure) }}
+{{ items | localllm.fleet.fleet_swarm_registry_blobs(manifests, store, limit, owner=u, group=g) }}
 """
 
 from __future__ import annotations
@@ -38,4 +40,10 @@ class FilterModule:
             "fleet_swarm_tracker_url": as_filter(fleet_swarm.tracker_url, fleet_swarm.SwarmError),
             "fleet_swarm_aria2_args": as_filter(fleet_swarm.aria2_args, fleet_swarm.SwarmError),
             "fleet_swarm_info_hash": as_filter(_info_hash_b64, fleet_swarm.SwarmError),
+            "fleet_swarm_registry_manifest_url": as_filter(
+                fleet_swarm.registry_manifest_url, fleet_swarm.SwarmError
+            ),
+            "fleet_swarm_registry_blobs": as_filter(
+                fleet_swarm.registry_blobs, fleet_swarm.SwarmError
+            ),
         }

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from ansible_collections.localllm.fleet.plugins.module_utils.ollama_api import ModelName
 
 __all__ = [
     "SwarmError",
@@ -28,11 +31,20 @@ __all__ = [
     "info_hash",
     "piece_exponent",
     "plan",
+    "registry_blobs",
+    "registry_layers",
+    "registry_manifest_url",
     "swarm_peers",
     "tracker_url",
 ]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# A registry layer's digest; always fullmatch ("$" would let a trailing newline through).
+_LAYER_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
+# A manifest lists a handful of layers: anything bigger is not one.
+_MANIFEST_LIMIT = 4 << 20
+# No model layer comes near 16 TiB; a larger size is a broken or hostile manifest.
+_MAX_LAYER_BYTES = 1 << 44
 _URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 # mktorrent -l takes log2 of the piece length: 256 KiB .. 16 MiB.
 _MIN_EXPONENT = 18
@@ -322,3 +334,115 @@ def _value_start(data: bytes, key: bytes) -> int:
             return at
         _, at = _decode(data, at)
     raise SwarmError(f"torrent: no {key.decode()} key")
+
+
+# ------------------------------------------------------------------ registry pulls
+# Ollama's pull (server/images.go PullModel, server/download.go downloadBlob) takes a file
+# already at <store>/blobs/sha256-<hex> as a cache hit: it neither downloads nor re-hashes
+# it. So the swarm may put a registry model's large layers there first -- verified here by
+# their digest, the trust anchor -- and `ollama pull` then fetches only the manifest, the
+# config and the small layers from the registry.
+
+
+def _registry_name(name: Any) -> ModelName:
+    try:
+        return ModelName.parse(str(name or ""))
+    except ValueError as err:
+        raise SwarmError(f"registry model: {err}") from None
+
+
+def _registry_base(model: ModelName, insecure: Any) -> str:
+    scheme = "http" if bool(insecure) else "https"
+    return f"{scheme}://{model.host}/v2/{model.namespace}/{model.model}"
+
+
+def registry_manifest_url(name: Any, insecure: Any = False) -> str:
+    """Where a registry serves the manifest of `name` (as Ollama's pull asks for it)."""
+    model = _registry_name(name)
+    return f"{_registry_base(model, insecure)}/manifests/{model.tag}"
+
+
+def registry_layers(raw: Any, name: str) -> list[dict[str, Any]]:
+    """`{sha256, size}` of the config and every layer of a registry manifest, each once.
+
+    The manifest comes from the registry (over plain HTTP in an insecure lab): every digest
+    must be `sha256:<64 hex>` (it becomes a file name in the store) and every size a whole
+    number of bytes below 16 TiB; the same digest listed twice must have one size.
+    """
+    data = raw.encode("utf-8") if isinstance(raw, str) else raw
+    if not isinstance(data, (bytes, bytearray)):
+        raise SwarmError(f"{name}: the registry's manifest is not text, got {type(raw).__name__}")
+    if len(data) > _MANIFEST_LIMIT:
+        raise SwarmError(f"{name}: the registry's manifest is {len(data)} bytes, not a manifest")
+    try:
+        manifest = json.loads(data)
+    except (ValueError, RecursionError):
+        raise SwarmError(f"{name}: the registry's manifest is not JSON") from None
+    if not isinstance(manifest, dict):
+        raise SwarmError(f"{name}: the registry's manifest is not a JSON object")
+    layers = manifest.get("layers")
+    config = manifest.get("config")
+    if not isinstance(layers, list) or (config is not None and not isinstance(config, dict)):
+        raise SwarmError(f"{name}: the registry's manifest has no list of layers")
+    found: dict[str, int] = {}
+    for entry in [*([config] if config else []), *layers]:
+        shown = repr(entry)[:120]
+        if not isinstance(entry, dict):
+            raise SwarmError(f"{name}: the manifest lists a layer that is not an object: {shown}")
+        match = _LAYER_DIGEST.fullmatch(str(entry.get("digest") or ""))
+        if not match or not isinstance(entry.get("digest"), str):
+            raise SwarmError(
+                f"{name}: the manifest lists a layer without a sha256:<64 hex> digest: {shown}"
+            )
+        size = entry.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size < _MAX_LAYER_BYTES:
+            raise SwarmError(f"{name}: the manifest gives a layer an impossible size: {shown}")
+        sha256 = match.group(1)
+        if found.setdefault(sha256, size) != size:
+            raise SwarmError(f"{name}: the manifest lists sha256:{sha256} with two sizes")
+    if not found:
+        raise SwarmError(f"{name}: the registry's manifest lists no layers")
+    return [{"sha256": sha256, "size": size} for sha256, size in found.items()]
+
+
+def registry_blobs(
+    models: Iterable[Any],
+    manifests: Mapping[str, Any],
+    store: Any,
+    threshold: Any,
+    *,
+    owner: Any = "ollama",
+    group: Any = "ollama",
+) -> list[dict[str, Any]]:
+    """fleet_swarm_blobs for the layers above `threshold` bytes of registry models.
+
+    `models` are plan items (`pull`, `insecure`), `manifests` maps each `pull` to its
+    manifest as the registry sent it. Each layer goes to the Ollama store `store` under the
+    name Ollama gives it (`blobs/sha256-<hex>`, its owner, mode 0644); a layer two models
+    share is listed once.
+    """
+    limit = _int(threshold, "ollama_models_swarm_threshold")
+    root = str(store or "").rstrip("/")
+    if not root.startswith("/") or "/../" in f"{root}/" or "/./" in f"{root}/":
+        raise SwarmError(f"the Ollama store must be an absolute path, got {store!r}")
+    blobs: dict[str, dict[str, Any]] = {}
+    for item in models:
+        if not isinstance(item, Mapping) or not item.get("pull"):
+            raise SwarmError(f"registry model: a plan item with `pull`, got {item!r}")
+        pull = str(item["pull"])
+        model = _registry_name(pull)
+        if pull not in manifests:
+            raise SwarmError(f"{pull}: no manifest was read from the registry")
+        base = _registry_base(model, item.get("insecure", False))
+        for layer in registry_layers(manifests[pull], pull):
+            if layer["size"] <= limit or layer["sha256"] in blobs:
+                continue
+            blobs[layer["sha256"]] = {
+                "url": f"{base}/blobs/sha256:{layer['sha256']}",
+                "sha256": layer["sha256"],
+                "dest": f"{root}/blobs/sha256-{layer['sha256']}",
+                "owner": str(owner),
+                "group": str(group),
+                "mode": "0644",
+            }
+    return list(blobs.values())

@@ -18,6 +18,9 @@ from ansible_collections.localllm.fleet.plugins.module_utils.fleet_swarm import 
     info_hash,
     piece_exponent,
     plan,
+    registry_blobs,
+    registry_layers,
+    registry_manifest_url,
     swarm_peers,
     tracker_url,
 )
@@ -270,3 +273,140 @@ def test_serve_yml_opens_the_swarm_ports_to_the_fleet_only_where_models_come_by_
     ]
     assert [t["ansible.builtin.import_role"]["tasks_from"] for t in imports] == ["firewall.yml"]
     assert imports[0]["when"] == "ollama_models_swarm | default(false) | bool"
+
+
+# ------------------------------------------------------------------ registry pulls
+
+STORE = "/usr/share/ollama/.ollama/models"
+BIG, SMALL, CONFIG = "1" * 64, "2" * 64, "3" * 64
+PULL = "mirror:8080/library/deepseek-r1:671b"
+
+
+def manifest(*layers, config=None):
+    body = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": config or {"digest": f"sha256:{CONFIG}", "size": 486},
+        "layers": [{"mediaType": "application/vnd.ollama.image.model", **x} for x in layers],
+    }
+    return json.dumps(body)
+
+
+def test_the_manifest_url_is_the_one_ollama_pull_asks_for():
+    assert (
+        registry_manifest_url(PULL, True)
+        == "http://mirror:8080/v2/library/deepseek-r1/manifests/671b"
+    )
+    assert (
+        registry_manifest_url("deepseek-r1:671b")
+        == "https://registry.ollama.ai/v2/library/deepseek-r1/manifests/671b"
+    )
+    assert (
+        registry_manifest_url("qwq") == "https://registry.ollama.ai/v2/library/qwq/manifests/latest"
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["mirror:8080/../deepseek-r1:1.5b", "mirror:8080/a/..:x", "a/b/c/d:e", "", "x y"]
+)
+def test_a_model_name_that_could_leave_the_registry_path_is_refused(name):
+    with pytest.raises(SwarmError, match="invalid model name"):
+        registry_manifest_url(name, True)
+
+
+def test_only_layers_above_the_threshold_go_to_the_store_under_ollamas_names():
+    raw = manifest(
+        {"digest": f"sha256:{BIG}", "size": 40 << 20}, {"digest": f"sha256:{SMALL}", "size": 553}
+    )
+    blobs = registry_blobs([{"pull": PULL, "insecure": True}], {PULL: raw}, STORE, 1 << 20)
+    assert blobs == [
+        {
+            "url": f"http://mirror:8080/v2/library/deepseek-r1/blobs/sha256:{BIG}",
+            "sha256": BIG,
+            "dest": f"{STORE}/blobs/sha256-{BIG}",
+            "owner": "ollama",
+            "group": "ollama",
+            "mode": "0644",
+        }
+    ]
+    # fleet_swarm takes them as they are.
+    assert check(blobs)[0]["dest"] == f"{STORE}/blobs/sha256-{BIG}"
+
+
+def test_a_layer_two_models_share_is_fetched_once_over_https_unless_insecure():
+    other = "mirror:8080/library/deepseek-r1:latest"
+    raw = manifest({"digest": f"sha256:{BIG}", "size": 40 << 20})
+    blobs = registry_blobs(
+        [{"pull": PULL, "insecure": False}, {"pull": other, "insecure": False}],
+        {PULL: raw, other: raw},
+        STORE + "/",
+        0,
+        owner="ollama",
+        group="ollama",
+    )
+    assert [b["sha256"] for b in blobs] == [CONFIG, BIG]
+    assert blobs[1]["url"].startswith("https://mirror:8080/v2/library/deepseek-r1/blobs/")
+    assert blobs[1]["dest"] == f"{STORE}/blobs/sha256-{BIG}"
+
+
+def test_a_model_whose_manifest_was_not_read_is_refused():
+    with pytest.raises(SwarmError, match="no manifest was read"):
+        registry_blobs([{"pull": PULL}], {}, STORE, 0)
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        ({"digest": f"sha256:{BIG[:-1]}", "size": 1}, "without a sha256:<64 hex> digest"),
+        ({"digest": f"sha256:{'AB' * 32}", "size": 1}, "without a sha256:<64 hex> digest"),
+        ({"digest": f"sha512:{BIG}", "size": 1}, "without a sha256:<64 hex> digest"),
+        ({"digest": f"sha256:{BIG}\n", "size": 1}, "without a sha256:<64 hex> digest"),
+        ({"digest": f"sha256:../../../../etc/{BIG}", "size": 1}, "without a sha256:<64 hex>"),
+        ({"digest": f"sha256:{BIG}/../../x", "size": 1}, "without a sha256:<64 hex> digest"),
+        ({"digest": ["sha256:" + BIG], "size": 1}, "without a sha256:<64 hex> digest"),
+        ({"size": 1}, "without a sha256:<64 hex> digest"),
+        ({"digest": f"sha256:{BIG}", "size": 1 << 44}, "impossible size"),
+        ({"digest": f"sha256:{BIG}", "size": 10**30}, "impossible size"),
+        ({"digest": f"sha256:{BIG}", "size": -1}, "impossible size"),
+        ({"digest": f"sha256:{BIG}", "size": "40"}, "impossible size"),
+        ({"digest": f"sha256:{BIG}", "size": True}, "impossible size"),
+        ({"digest": f"sha256:{BIG}", "size": 1.5}, "impossible size"),
+        ({"digest": f"sha256:{BIG}"}, "impossible size"),
+    ],
+)
+def test_a_hostile_layer_is_refused_naming_the_model(layer, message):
+    with pytest.raises(SwarmError, match=message) as caught:
+        registry_layers(manifest(layer), PULL)
+    assert PULL in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("not json", "not JSON"),
+        ("[]", "not a JSON object"),
+        ('{"layers": {}}', "no list of layers"),
+        ('{"layers": [], "config": "x"}', "no list of layers"),
+        ('{"layers": []}', "lists no layers"),
+        ('{"layers": ["sha256:x"]}', "not an object"),
+        ("[" * 100000 + "]" * 100000, "not JSON"),
+        (" " * (4 << 20) + "{}", "not a manifest"),
+        (12, "not text"),
+    ],
+)
+def test_something_that_is_not_a_manifest_is_refused(raw, message):
+    with pytest.raises(SwarmError, match=message):
+        registry_layers(raw, PULL)
+
+
+def test_one_digest_with_two_sizes_is_refused():
+    raw = manifest({"digest": f"sha256:{BIG}", "size": 5}, {"digest": f"sha256:{BIG}", "size": 6})
+    with pytest.raises(SwarmError, match="two sizes"):
+        registry_layers(raw, PULL)
+
+
+@pytest.mark.parametrize("store", ["", "relative/models", "/srv/../etc", "/srv/./models"])
+def test_a_store_that_is_not_an_absolute_path_is_refused(store):
+    raw = manifest({"digest": f"sha256:{BIG}", "size": 40 << 20})
+    with pytest.raises(SwarmError, match="absolute path"):
+        registry_blobs([{"pull": PULL}], {PULL: raw}, store, 0)
