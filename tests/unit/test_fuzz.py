@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.localllm.fleet.plugins.module_utils import (
+    fleet_swarm,
     model_bundle,
     model_state,
     modelfile,
@@ -375,6 +376,20 @@ def test_any_manifest_lists_blobs_or_is_a_bundle_error(raw: bytes) -> None:
     except model_bundle.BundleError:
         return
     assert all(d.startswith("sha256:") and "\n" not in d and s >= 0 for d, s in refs)
+
+
+@FUZZ
+@given(raw=manifest())
+def test_any_registry_manifest_gives_store_blobs_or_is_a_swarm_error(raw: bytes) -> None:
+    store = "/usr/share/ollama/.ollama/models"
+    pull = "mirror:8080/library/deepseek-r1:671b"
+    try:
+        blobs = fleet_swarm.registry_blobs([{"pull": pull}], {pull: raw}, store, 0)
+    except fleet_swarm.SwarmError:
+        return
+    for blob in blobs:  # what is accepted lands in the store's blobs/, under its digest
+        assert blob["dest"] == f"{store}/blobs/sha256-{blob['sha256']}"
+        assert len(blob["sha256"]) == 64 and set(blob["sha256"]) <= set("0123456789abcdef")
 
 
 # ------------------------------------------------------------------------------ Ollama answers
