@@ -1,6 +1,7 @@
-"""Model fan-out through the fleet's swarm: the model imported and answering on every host,
-a peer killed mid-transfer, a corrupted piece from a rogue peer, nothing left afterwards.
-The tests walk one scenario in file order."""
+"""Model fan-out through the fleet's swarm: a GGUF model and a registry model imported and
+answering on every host, the registry read for the large layer by the seed alone, a registry
+blob that is not what its manifest says refused, a peer killed mid-transfer, a corrupted
+piece from a rogue peer, nothing left afterwards. The tests walk one scenario in file order."""
 
 import hashlib
 import json
@@ -22,6 +23,9 @@ MIRROR_URL = "http://mirror:8080/molecule/fanout_default"
 SWARM = "/var/cache/localllm-fleet/swarm"
 MODELS = "/var/cache/localllm-fleet/models"
 MODEL = "fleet/deepseek-r1:1.5b"
+REGISTRY = project_dir() / ".lab" / "mirror" / "v2" / "molecule-fanout" / "deepseek-r1"
+REGISTRY_MODEL = "fleet/deepseek-r1:1.5b-swarm"
+STORE = "/usr/share/ollama/.ollama/models"
 
 
 def on(name):
@@ -78,6 +82,164 @@ def test_only_the_seed_read_the_mirror_the_others_fetched_from_the_swarm():
         journal = on(name).check_output("journalctl -o cat --no-pager")
         assert "localllm.fleet swarm peer" in journal, name
         assert "localllm.fleet swarm seed" not in journal, name
+
+
+def model_layer(tag):
+    """The sha256 of a registry model's largest layer, and its manifest."""
+    manifest = json.loads((REGISTRY / "manifests" / tag).read_text())
+    layer = max(manifest["layers"], key=lambda entry: entry["size"])
+    return layer["digest"].split(":", 1)[1], manifest
+
+
+def registry_log():
+    """The registry's own access log (the lab mirror's journal) since the scenario began."""
+    started = podman("inspect", "-f", "{{.State.StartedAt}}", "fanout-a").stdout.strip()[:19]
+    log = podman(
+        "exec", "localllm-lab-mirror", "journalctl", "-u", "localllm-lab-mirror.service",
+        "--since", started, "-o", "cat", "--no-pager",
+    )  # fmt: skip
+    assert log.returncode == 0, log.stderr
+    return log.stdout.splitlines()
+
+
+def model_names(host):
+    return [
+        m["name"]
+        for m in json.loads(host.check_output("curl -fsS 127.0.0.1:11434/api/tags"))["models"]
+    ]
+
+
+def test_the_registry_model_is_imported_and_answers_its_large_layer_from_the_swarm(host):
+    sha256, _ = model_layer("1.5b-swarm")
+    assert REGISTRY_MODEL in model_names(host)
+    body = json.dumps({"model": REGISTRY_MODEL, "prompt": "Say hello.", "stream": False})
+    answer = json.loads(
+        host.check_output(f"curl -fsS http://127.0.0.1:11434/api/generate -d '{body}'")
+    )
+    assert answer["response"].strip()
+    # In Ollama's store under Ollama's name, as Ollama would have written it, verified; the
+    # swarm's work directory keeps no second name of it.
+    blob = host.file(f"{STORE}/blobs/sha256-{sha256}")
+    assert (blob.user, blob.group, blob.mode) == ("ollama", "ollama", 0o644)
+    assert blob.sha256sum == sha256
+    assert host.check_output(f"stat -c %h {blob.path}") == "1"
+
+
+def test_only_the_seed_read_the_large_layer_from_the_registry():
+    sha256, manifest = model_layer("1.5b-swarm")
+    log = registry_log()
+
+    def readers(path):
+        return {line.split()[0] for line in log if f'"GET {path}' in line}
+
+    base = "/v2/molecule-fanout/deepseek-r1"
+    reads = [line for line in log if f'"GET {base}/blobs/sha256:{sha256}?direct=1' in line]
+    print(f"the registry served the 32 MiB layer {len(reads)} time(s): {reads}")
+    assert readers(f"{base}/blobs/sha256:{sha256}") == {HOSTS["fanout-a"]}
+    assert reads and {line.split()[0] for line in reads} == {HOSTS["fanout-a"]}
+    # Every host's own `ollama pull` read the manifest and the small layers from the registry.
+    assert readers(f"{base}/manifests/1.5b-swarm") == set(HOSTS.values())
+    assert readers(f"{base}/blobs/{manifest['config']['digest']}") == set(HOSTS.values())
+
+
+def test_a_registry_blob_that_is_not_what_its_manifest_says_is_refused_and_never_imported():
+    made = subprocess.run(
+        [sys.executable, str(project_dir() / "molecule" / "fanout_default" / "registry_model.py"),
+         str(project_dir() / ".lab" / "mirror"), "1.5b-forged", "2", "--forged"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    layer = json.loads(made.stdout)
+    model = {
+        "name": "deepseek-r1:1.5b-forged",
+        "family": "deepseek-r1",
+        "parameter_size": "1.5b",
+        "size_mib": 1064,
+        "num_ctx": 4096,
+        "source": "registry",
+        "registry": "mirror:8080",
+        "registry_namespace": "molecule-fanout",
+        "insecure": True,
+    }
+    run = run_playbook("models.yml", extra_vars={"fanout_models": [model]})
+    assert run.rc != 0, run.output[-3000:]
+    text = " ".join(run.output.split())
+    # The seed names both digests (what came, what the manifest said); its peers name the seed.
+    assert f"sha256:{layer['served']}" in text, text[-3000:]
+    assert f"sha256:{layer['declared']}" in text, text[-3000:]
+    assert "seed fanout-a could not provide" in text, text[-3000:]
+    for name in HOSTS:
+        peer = on(name)
+        assert not [n for n in model_names(peer) if "1.5b-forged" in n], name
+        blobs = peer.run(
+            f"ls -a {STORE}/blobs; ls -a {STORE}/.localllm-swarm/{layer['declared']} 2>/dev/null"
+        ).stdout
+        assert layer["declared"] not in blobs and layer["served"] not in blobs, (name, blobs)
+        assert "blob" not in blobs.split(), (name, blobs)
+        assert leftovers(peer) == {"listening": "", "processes": "", "units": ""}, name
+
+
+def test_a_bundle_above_the_threshold_comes_through_the_swarm_and_is_imported(tmp_path):
+    # A bundle of a model with a 2 MiB layer, exported with scripts/model-bundle from a store
+    # laid out as `ollama pull` leaves it.
+    made = subprocess.run(
+        [sys.executable, str(project_dir() / "molecule" / "fanout_default" / "registry_model.py"),
+         str(project_dir() / ".lab" / "mirror"), "1.5b-bundle", "2"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    layer = json.loads(made.stdout)
+    store = tmp_path / "models"
+    manifest = store / "manifests" / "registry.ollama.ai" / "molecule-fanout" / "deepseek-r1"
+    manifest.mkdir(parents=True)
+    (manifest / "1.5b-bundle").write_bytes((REGISTRY / "manifests" / "1.5b-bundle").read_bytes())
+    (store / "blobs").mkdir()
+    for entry in json.loads((manifest / "1.5b-bundle").read_text())["layers"] + [
+        json.loads((manifest / "1.5b-bundle").read_text())["config"]
+    ]:
+        digest = entry["digest"]
+        (store / "blobs" / digest.replace(":", "-")).write_bytes(
+            (REGISTRY / "blobs" / digest).read_bytes()
+        )
+    bundle = MIRROR_DIR / "fanout-bundle.tar"
+    subprocess.run(
+        [sys.executable, str(project_dir() / "scripts" / "model-bundle"), "export", "-q",
+         "molecule-fanout/deepseek-r1:1.5b-bundle", "-o", str(bundle), "--models-dir", str(store)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    sha256 = hashlib.sha256(bundle.read_bytes()).hexdigest()
+    assert bundle.stat().st_size > 1 << 20
+    model = {
+        "name": "deepseek-r1:1.5b-bundle",
+        "family": "deepseek-r1",
+        "parameter_size": "1.5b",
+        "size_mib": 1064,
+        "num_ctx": 4096,
+        "source": "bundle",
+        "bundle_model": "molecule-fanout/deepseek-r1:1.5b-bundle",
+    }
+    run = run_playbook(
+        "models.yml",
+        extra_vars={
+            "fanout_models": [model],
+            "ollama_models_bundle": f"{MIRROR_URL}/fanout-bundle.tar",
+            "ollama_models_bundle_sha256": f"sha256:{sha256}",
+            # The import is what this shows; the model's answer is the smoke test's, above.
+            "ollama_models_smoke": False,
+            "ollama_models_preload": False,
+        },
+    )
+    assert run.rc == 0, run.output[-3000:]
+    unit = f"localllm-swarm-{sha256[:16]}.service"
+    assert f"localllm.fleet swarm seed {sha256[:16]}" in on("fanout-a").check_output(
+        "journalctl -o cat --no-pager"
+    )
+    for name in HOSTS:
+        peer = on(name)
+        assert "fleet/deepseek-r1:1.5b-bundle" in model_names(peer), name
+        assert peer.file(f"{STORE}/blobs/sha256-{layer['declared']}").sha256sum == layer["declared"]
+        assert peer.file(f"{MODELS}/fanout-bundle.tar").sha256sum == sha256, name
+        if name != "fanout-a":
+            journal = peer.check_output(f"journalctl -u {unit} -o cat --no-pager")
+            assert journal.strip(), name  # it ran the peer unit: fetched from the swarm
 
 
 def test_nothing_of_the_swarm_is_left_running_or_listening(host):
