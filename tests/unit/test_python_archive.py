@@ -1,6 +1,6 @@
 """The python_archive lookup and module_utils/python_archive.py: one reproducible zip of the
 collector's code (fleet_exporters ships it with one copy), importable with its namespace
-packages, and the collector runs from it."""
+packages, and the collector runs from it (also under Python 3.9: tests/py39/run)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import yaml
+from test_fleet_metrics import collector_files
 
 from ansible_collections.localllm.fleet.plugins.module_utils import python_archive as pa
 
@@ -23,9 +23,8 @@ PREFIX = "ansible_collections/localllm/fleet/plugins/module_utils"
 
 
 def _collector_members() -> list[str]:
-    return yaml.safe_load((ROOT / "roles/fleet_exporters/vars/main.yml").read_text())[
-        "_fleet_exporters_module_utils"
-    ]
+    # What the collector imports (test_fleet_metrics checks the role's list is the same).
+    return collector_files()
 
 
 def _pack(names: list[str]) -> bytes:
@@ -121,6 +120,8 @@ def test_the_collector_runs_from_the_archive_with_an_isolated_python(tmp_path):
 
 @pytest.mark.controller  # ansible-playbook runs the lookup
 def test_the_lookup_returns_one_archive_per_content_and_refuses_a_hostile_name(tmp_path):
+    import yaml
+
     play = [
         {
             "hosts": "localhost",
