@@ -1,0 +1,87 @@
+"""The preload callback (plugins/callback/preload.py): the collection's filter files are
+loaded in the main process at playbook start, so that the workers Ansible forks inherit them;
+and the project's ansible.cfg enables it."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.controller  # ansible-core's plugin loader
+
+REPO = Path(__file__).resolve().parents[2]
+FILTER_DIR = REPO / "plugins" / "filter"
+
+
+def test_starting_a_playbook_loads_every_filter_file_of_the_collection():
+    # A fresh interpreter: nothing of the collection's filters is loaded before the callback.
+    code = """
+import sys
+from ansible.plugins.loader import init_plugin_loader
+init_plugin_loader([sys.argv[1]])
+from ansible.plugins.loader import filter_loader
+before = {p for p in filter_loader._module_cache if '/localllm/fleet/plugins/filter/' in p}
+from ansible_collections.localllm.fleet.plugins.callback import preload
+preload.CallbackModule().v2_playbook_on_start(None)
+after = {p for p in filter_loader._module_cache if '/localllm/fleet/plugins/filter/' in p}
+print(len(before))
+for p in sorted(after): print(p.rsplit('/', 1)[1])
+"""
+    ran = subprocess.run(
+        [sys.executable, "-c", code, str(REPO / "collections")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
+        cwd=REPO,
+    )
+    assert ran.returncode == 0, ran.stderr
+    before, *loaded = ran.stdout.split()
+    assert before == "0"
+    assert sorted(loaded) == sorted(p.name for p in FILTER_DIR.glob("*.py"))
+
+
+def test_the_project_s_ansible_cfg_enables_it():
+    config = configparser.ConfigParser()
+    config.read(REPO / "ansible.cfg")
+    enabled = [name.strip() for name in config["defaults"]["callbacks_enabled"].split(",")]
+    assert "localllm.fleet.preload" in enabled
+
+
+def test_a_playbook_runs_with_it_and_its_output_is_unchanged(tmp_path):
+    play = tmp_path / "play.yml"
+    play.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.debug:\n"
+        "        msg: \"{{ '0.32.15' | localllm.fleet.ollama_version }}\"\n"
+    )
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+    }
+    ran = subprocess.run(
+        [
+            str(REPO / ".venv/bin/ansible-playbook"),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            str(play),
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=REPO,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "msg: 0.32.15" in ran.stdout  # callback_result_format = yaml
+    assert "preload" not in ran.stdout + ran.stderr
