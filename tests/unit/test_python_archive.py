@@ -68,8 +68,8 @@ def test_nothing_to_pack_is_an_error():
 
 def test_the_collector_runs_from_the_archive_with_an_isolated_python(tmp_path):
     # As the unit runs it: python3 -I -B <script> with the zip beside it, nothing else on
-    # the path; `--check` of a settings file goes through fleet_metrics and the modelfile
-    # package (the imports that need the namespace packages' directory entries).
+    # the path; a collection goes through fleet_metrics and the modelfile package (the
+    # imports that need the namespace packages' directory entries) and writes its files.
     script = tmp_path / "localllm-fleet-metrics"
     script.write_text((ROOT / "roles/fleet_exporters/files/localllm-fleet-metrics").read_text())
     Path(f"{script}.zip").write_bytes(_pack(_collector_members()))
@@ -95,26 +95,23 @@ def test_the_collector_runs_from_the_archive_with_an_isolated_python(tmp_path):
             }
         )
     )
-    env = {"PATH": os.environ.get("PATH", "")}
-    ran = subprocess.run(
-        [sys.executable, "-I", "-B", str(script), "--config", str(settings)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        cwd=tmp_path,
-    )
+
+    def collector(option: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-I", "-B", str(script), option, str(settings)],
+            capture_output=True,
+            text=True,
+            env={"PATH": os.environ.get("PATH", "")},
+            check=False,
+            cwd=tmp_path,
+        )
+
+    ran = collector("--config")
     assert ran.returncode == 0, ran.stderr
     assert list(textfiles.glob("*.prom")), ran.stderr
+    # Without the zip beside it the collector cannot import its code: the zip is what ran.
     Path(f"{script}.zip").unlink()
-    missing = subprocess.run(
-        [sys.executable, "-I", "-B", str(script), "--check", str(settings)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        cwd=tmp_path,
-    )
+    missing = collector("--check")
     assert missing.returncode != 0 and "ModuleNotFoundError" in missing.stderr
 
 
