@@ -178,6 +178,70 @@ def test_a_registry_blob_that_is_not_what_its_manifest_says_is_refused_and_never
         assert leftovers(peer) == {"listening": "", "processes": "", "units": ""}, name
 
 
+def test_a_bundle_above_the_threshold_comes_through_the_swarm_and_is_imported(tmp_path):
+    # A bundle of a model with a 2 MiB layer, exported with scripts/model-bundle from a store
+    # laid out as `ollama pull` leaves it.
+    made = subprocess.run(
+        [sys.executable, str(project_dir() / "molecule" / "fanout_default" / "registry_model.py"),
+         str(project_dir() / ".lab" / "mirror"), "1.5b-bundle", "2"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    layer = json.loads(made.stdout)
+    store = tmp_path / "models"
+    manifest = store / "manifests" / "registry.ollama.ai" / "molecule-fanout" / "deepseek-r1"
+    manifest.mkdir(parents=True)
+    (manifest / "1.5b-bundle").write_bytes((REGISTRY / "manifests" / "1.5b-bundle").read_bytes())
+    (store / "blobs").mkdir()
+    for entry in json.loads((manifest / "1.5b-bundle").read_text())["layers"] + [
+        json.loads((manifest / "1.5b-bundle").read_text())["config"]
+    ]:
+        digest = entry["digest"]
+        (store / "blobs" / digest.replace(":", "-")).write_bytes(
+            (REGISTRY / "blobs" / digest).read_bytes()
+        )
+    bundle = MIRROR_DIR / "fanout-bundle.tar"
+    subprocess.run(
+        [sys.executable, str(project_dir() / "scripts" / "model-bundle"), "export", "-q",
+         "molecule-fanout/deepseek-r1:1.5b-bundle", "-o", str(bundle), "--models-dir", str(store)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    sha256 = hashlib.sha256(bundle.read_bytes()).hexdigest()
+    assert bundle.stat().st_size > 1 << 20
+    model = {
+        "name": "deepseek-r1:1.5b-bundle",
+        "family": "deepseek-r1",
+        "parameter_size": "1.5b",
+        "size_mib": 1064,
+        "num_ctx": 4096,
+        "source": "bundle",
+        "bundle_model": "molecule-fanout/deepseek-r1:1.5b-bundle",
+    }
+    run = run_playbook(
+        "models.yml",
+        extra_vars={
+            "fanout_models": [model],
+            "ollama_models_bundle": f"{MIRROR_URL}/fanout-bundle.tar",
+            "ollama_models_bundle_sha256": f"sha256:{sha256}",
+            # The import is what this shows; the model's answer is the smoke test's, above.
+            "ollama_models_smoke": False,
+            "ollama_models_preload": False,
+        },
+    )
+    assert run.rc == 0, run.output[-3000:]
+    unit = f"localllm-swarm-{sha256[:16]}.service"
+    assert f"localllm.fleet swarm seed {sha256[:16]}" in on("fanout-a").check_output(
+        "journalctl -o cat --no-pager"
+    )
+    for name in HOSTS:
+        peer = on(name)
+        assert "fleet/deepseek-r1:1.5b-bundle" in model_names(peer), name
+        assert peer.file(f"{STORE}/blobs/sha256-{layer['declared']}").sha256sum == layer["declared"]
+        assert peer.file(f"{MODELS}/fanout-bundle.tar").sha256sum == sha256, name
+        if name != "fanout-a":
+            journal = peer.check_output(f"journalctl -u {unit} -o cat --no-pager")
+            assert journal.strip(), name  # it ran the peer unit: fetched from the swarm
+
+
 def test_nothing_of_the_swarm_is_left_running_or_listening(host):
     assert leftovers(host) == {"listening": "", "processes": "", "units": ""}
     # Debian's own tracker service never ran.
