@@ -26,15 +26,23 @@ class PlaybookRun:
     def failed(self) -> bool:
         return self.rc != 0
 
+    def recap(self, host: str = "localhost") -> dict[str, int]:
+        """The PLAY RECAP's counts for `host` (ok, changed, failed, ...)."""
+        line = next(
+            item for item in self.out.splitlines() if item.startswith(f"{host} ") and "ok=" in item
+        )
+        return {k: int(v) for k, v in (part.split("=") for part in line.split(":", 1)[1].split())}
 
-def _ansible_playbook(
-    tmp_path: Path, play: dict[str, Any], variables: dict[str, Any]
+
+def ansible_playbook(
+    tmp_path: Path, plays: list[dict[str, Any]], *args: str, env: dict[str, str] | None = None
 ) -> PlaybookRun:
+    """`plays` run by ansible-playbook on localhost (local connection, this Python) with the
+    project's ansible.cfg, a fact cache of its own and `args` (e.g. --check --diff); `env`
+    adds to the environment (e.g. ANSIBLE_STRATEGY)."""
     playbook = tmp_path / "play.yml"
-    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, **play}]))
-    extra = tmp_path / "vars.json"
-    extra.write_text(json.dumps(variables))
-    env = {
+    playbook.write_text(json.dumps(plays))
+    environment = {
         **os.environ,
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
         "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
@@ -43,6 +51,8 @@ def _ansible_playbook(
         "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.memory",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        **(env or {}),
     }
     proc = subprocess.run(
         [
@@ -53,17 +63,26 @@ def _ansible_playbook(
             "local",
             "-e",
             f"ansible_python_interpreter={sys.executable}",
-            "-e",
-            f"@{extra}",
+            *args,
             str(playbook),
         ],
         capture_output=True,
         text=True,
-        env=env,
+        env=environment,
         timeout=180,
         check=False,
     )
     return PlaybookRun(proc.returncode, proc.stdout + proc.stderr)
+
+
+def _ansible_playbook(
+    tmp_path: Path, play: dict[str, Any], variables: dict[str, Any]
+) -> PlaybookRun:
+    extra = tmp_path / "vars.json"
+    extra.write_text(json.dumps(variables))
+    return ansible_playbook(
+        tmp_path, [{"hosts": "localhost", "gather_facts": False, **play}], "-e", f"@{extra}"
+    )
 
 
 def run_role_tasks(

@@ -7,34 +7,20 @@ changes nothing. Runs on localhost (local connection) against a loopback HTTP se
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 from json_http import serve_json
+from role_testing import PlaybookRun, ansible_playbook
 
 pytestmark = pytest.mark.controller  # ansible-playbook runs the play
 
-REPO = Path(__file__).resolve().parents[2]
-VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+# Where the pinned mitogen keeps its strategy plugins (found, not imported).
+STRATEGIES = Path(importlib.util.find_spec("ansible_mitogen").submodule_search_locations[0])
+STRATEGIES = STRATEGIES / "plugins" / "strategy"
 PAYLOAD = {"model": "deepseek-r1:1.5b"}
-
-
-def _mitogen_strategies() -> Path:
-    found = subprocess.run(
-        [
-            str(VENV_PYTHON),
-            "-c",
-            "import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return Path(found.stdout.strip()) / "plugins" / "strategy"
 
 
 def _play(tmp_path: Path, base_url: str, sha256: str) -> list[dict]:
@@ -43,9 +29,8 @@ def _play(tmp_path: Path, base_url: str, sha256: str) -> list[dict]:
         {
             "name": "Strategy check",
             "hosts": "localhost",
-            "connection": "local",
             "gather_facts": False,
-            "vars": {"out": str(out), "ansible_python_interpreter": str(VENV_PYTHON)},
+            "vars": {"out": str(out)},
             "tasks": [
                 {
                     "name": "Make the directory",
@@ -126,35 +111,9 @@ def _play(tmp_path: Path, base_url: str, sha256: str) -> list[dict]:
     ]
 
 
-def _run(tmp_path: Path, strategy: str, *extra: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
-    env["ANSIBLE_STRATEGY"] = strategy
-    env["ANSIBLE_STRATEGY_PLUGINS"] = str(_mitogen_strategies())
-    env["ANSIBLE_LOCALHOST_WARNING"] = "false"
-    env["ANSIBLE_INVENTORY_UNPARSED_WARNING"] = "false"
-    env["ANSIBLE_FACT_CACHING"] = "memory"
-    return subprocess.run(
-        [
-            str(REPO / ".venv" / "bin" / "ansible-playbook"),
-            "-i",
-            "localhost,",
-            str(tmp_path / "play.yml"),
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        cwd=REPO,
-    )
-
-
-def _recap(output: str) -> dict[str, int]:
-    line = next(
-        item for item in output.splitlines() if item.startswith("localhost ") and "ok=" in item
-    )
-    return {k: int(v) for k, v in (part.split("=") for part in line.split(":", 1)[1].split())}
+def _run(tmp_path: Path, plays: list[dict], strategy: str, *args: str) -> PlaybookRun:
+    env = {"ANSIBLE_STRATEGY": strategy, "ANSIBLE_STRATEGY_PLUGINS": str(STRATEGIES)}
+    return ansible_playbook(tmp_path, plays, *args, env=env)
 
 
 @pytest.mark.parametrize("strategy", ["linear", "mitogen_linear"])
@@ -164,12 +123,10 @@ def test_the_same_play_gives_the_same_results_under_each_strategy(tmp_path, stra
         "[Service]\nEnvironment=OLLAMA_HOST={{ '127.0.0.1:11434' }}\n"
     )
     with serve_json({"/blob": PAYLOAD}) as base_url:
-        (tmp_path / "play.yml").write_text(
-            yaml.safe_dump(_play(tmp_path, base_url, hashlib.sha256(body).hexdigest()))
-        )
-        first = _run(tmp_path, strategy)
-        assert first.returncode == 0, first.stdout + first.stderr
-        assert _recap(first.stdout)["changed"] == 4  # directory, file, template, download
+        plays = _play(tmp_path, base_url, hashlib.sha256(body).hexdigest())
+        first = _run(tmp_path, plays, strategy)
+        assert first.rc == 0, first.out
+        assert first.recap()["changed"] == 4  # directory, file, template, download
         out = tmp_path / "out"
         assert (out / "settings").read_text() == "num_ctx 4096\n"
         assert oct((out / "settings").stat().st_mode & 0o777) == "0o640"
@@ -185,13 +142,13 @@ def test_the_same_play_gives_the_same_results_under_each_strategy(tmp_path, stra
         same_runner = report["runners"][0] == report["runners"][1]
         assert same_runner is strategy.startswith("mitogen"), report["runners"]
 
-        again = _run(tmp_path, strategy)
-        assert again.returncode == 0, again.stdout + again.stderr
-        assert _recap(again.stdout)["changed"] == 0, again.stdout
+        again = _run(tmp_path, plays, strategy)
+        assert again.rc == 0, again.out
+        assert again.recap()["changed"] == 0, again.out
 
         # Check mode with a diff: a change is predicted and shown, nothing written.
         (out / "settings").write_text("num_ctx 2048\n")
-        check = _run(tmp_path, strategy, "--check", "--diff")
-        assert check.returncode == 0, check.stdout + check.stderr
-        assert "+num_ctx 4096" in check.stdout and "-num_ctx 2048" in check.stdout
+        check = _run(tmp_path, plays, strategy, "--check", "--diff")
+        assert check.rc == 0, check.out
+        assert "+num_ctx 4096" in check.out and "-num_ctx 2048" in check.out
         assert (out / "settings").read_text() == "num_ctx 2048\n"

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from role_testing import ansible_playbook
 
 pytestmark = pytest.mark.controller  # ansible-core's plugin loader
 
@@ -54,34 +55,14 @@ def test_the_project_s_ansible_cfg_enables_it():
 
 
 def test_a_playbook_runs_with_it_and_its_output_is_unchanged(tmp_path):
-    play = tmp_path / "play.yml"
-    play.write_text(
-        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
-        "    - ansible.builtin.debug:\n"
-        "        msg: \"{{ '0.32.15' | localllm.fleet.ollama_version }}\"\n"
-    )
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-    }
-    ran = subprocess.run(
-        [
-            str(REPO / ".venv/bin/ansible-playbook"),
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            str(play),
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
+    play = {
+        "hosts": "localhost",
+        "gather_facts": False,
+        "tasks": [
+            {"ansible.builtin.debug": {"msg": "{{ '0.32.15' | localllm.fleet.ollama_version }}"}}
         ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        cwd=REPO,
-    )
-    assert ran.returncode == 0, ran.stdout + ran.stderr
-    assert "msg: 0.32.15" in ran.stdout  # callback_result_format = yaml
-    assert "preload" not in ran.stdout + ran.stderr
+    }
+    ran = ansible_playbook(tmp_path, [play])
+    assert ran.rc == 0, ran.out
+    assert "msg: 0.32.15" in ran.out  # callback_result_format = yaml
+    assert "preload" not in ran.out

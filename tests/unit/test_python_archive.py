@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from role_testing import ansible_playbook
 from test_fleet_metrics import collector_files
 
 from ansible_collections.localllm.fleet.plugins.module_utils import python_archive as pa
@@ -22,19 +23,17 @@ MODULE_UTILS = ROOT / "plugins" / "module_utils"
 PREFIX = "ansible_collections/localllm/fleet/plugins/module_utils"
 
 
-def _collector_members() -> list[str]:
-    # What the collector imports (test_fleet_metrics checks the role's list is the same).
-    return collector_files()
+def _files(names: list[str]) -> list[tuple[str, bytes]]:
+    # The collector's files (test_fleet_metrics checks the role ships the same list).
+    return [(pa.member_name(PREFIX, name), (MODULE_UTILS / name).read_bytes()) for name in names]
 
 
 def _pack(names: list[str]) -> bytes:
-    return pa.build(
-        (pa.member_name(PREFIX, name), (MODULE_UTILS / name).read_bytes()) for name in names
-    )
+    return pa.build(_files(names))
 
 
 def test_the_same_files_give_the_same_bytes_whatever_their_order():
-    names = _collector_members()
+    names = collector_files()
     first = _pack(names)
     assert _pack(list(reversed(names))) == first
     listing = zipfile.ZipFile(io.BytesIO(first)).infolist()
@@ -47,8 +46,7 @@ def test_the_same_files_give_the_same_bytes_whatever_their_order():
 
 
 def test_a_changed_file_changes_the_archive():
-    names = _collector_members()
-    files = [(pa.member_name(PREFIX, n), (MODULE_UTILS / n).read_bytes()) for n in names]
+    files = _files(collector_files())
     changed = [(files[0][0], files[0][1] + b"\n# edited\n"), *files[1:]]
     assert pa.build(changed) != pa.build(files)
 
@@ -72,7 +70,7 @@ def test_the_collector_runs_from_the_archive_with_an_isolated_python(tmp_path):
     # imports that need the namespace packages' directory entries) and writes its files.
     script = tmp_path / "localllm-fleet-metrics"
     script.write_text((ROOT / "roles/fleet_exporters/files/localllm-fleet-metrics").read_text())
-    Path(f"{script}.zip").write_bytes(_pack(_collector_members()))
+    Path(f"{script}.zip").write_bytes(_pack(collector_files()))
     textfiles = tmp_path / "textfile"
     textfiles.mkdir()
     settings = tmp_path / "metrics.json"
@@ -117,52 +115,25 @@ def test_the_collector_runs_from_the_archive_with_an_isolated_python(tmp_path):
 
 @pytest.mark.controller  # ansible-playbook runs the lookup
 def test_the_lookup_returns_one_archive_per_content_and_refuses_a_hostile_name(tmp_path):
-    import yaml
-
-    play = [
-        {
-            "hosts": "localhost",
-            "gather_facts": False,
-            "vars": {"ansible_python_interpreter": sys.executable},
-            "tasks": [
-                {
-                    "ansible.builtin.copy": {
-                        "src": "{{ lookup('localllm.fleet.python_archive', *names,"
-                        " root=root, prefix=prefix) }}",
-                        "dest": str(tmp_path / "code.zip"),
-                        "mode": "0644",
-                    }
-                }
-            ],
+    copy = {
+        "ansible.builtin.copy": {
+            "src": "{{ lookup('localllm.fleet.python_archive', *names,"
+            " root=root, prefix=prefix) }}",
+            "dest": str(tmp_path / "code.zip"),
+            "mode": "0644",
         }
-    ]
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
-    env = dict(
-        os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_LOCALHOST_WARNING="false"
-    )
-    base = [
-        str(ROOT / ".venv/bin/ansible-playbook"),
-        "-i",
-        "localhost,",
-        "-c",
-        "local",
-        str(tmp_path / "play.yml"),
-    ]
-    extra = [
-        "-e",
-        json.dumps({"names": _collector_members(), "root": str(MODULE_UTILS), "prefix": PREFIX}),
-    ]
-    first = subprocess.run([*base, *extra], capture_output=True, text=True, env=env, check=False)
-    assert first.returncode == 0 and "changed=1" in first.stdout, first.stdout + first.stderr
-    assert (tmp_path / "code.zip").read_bytes() == _pack(_collector_members())
-    again = subprocess.run([*base, *extra], capture_output=True, text=True, env=env, check=False)
-    assert again.returncode == 0 and "changed=0" in again.stdout, again.stdout
-    hostile = [
-        "-e",
-        json.dumps({"names": ["../../etc/passwd"], "root": str(MODULE_UTILS), "prefix": PREFIX}),
-    ]
-    refused = subprocess.run(
-        [*base, *hostile], capture_output=True, text=True, env=env, check=False
-    )
-    assert refused.returncode != 0
-    assert "not a relative path of plain names" in refused.stdout + refused.stderr
+    }
+    plays = [{"hosts": "localhost", "gather_facts": False, "tasks": [copy]}]
+
+    def run(names: list[str]):
+        settings = {"names": names, "root": str(MODULE_UTILS), "prefix": PREFIX}
+        return ansible_playbook(tmp_path, plays, "-e", json.dumps(settings))
+
+    first = run(collector_files())
+    assert first.rc == 0 and first.recap()["changed"] == 1, first.out
+    assert (tmp_path / "code.zip").read_bytes() == _pack(collector_files())
+    again = run(collector_files())
+    assert again.rc == 0 and again.recap()["changed"] == 0, again.out
+    refused = run(["../../etc/passwd"])
+    assert refused.rc != 0
+    assert "not a relative path of plain names" in refused.out
