@@ -5,6 +5,7 @@
 {{ modules.stdout | localllm.fleet.nvidia_driver_dnf_streams(plan, repository) }}
 {{ journal.stdout | localllm.fleet.nvidia_driver_fabricmanager_failure(result.msg) }}
 {{ dnf_list.stdout | localllm.fleet.nvidia_driver_dnf_resolution(plan, installed=packages) }}
+{{ query.stdout | localllm.fleet.nvidia_driver_installed_packages('apt') }}
 """
 
 from __future__ import annotations
@@ -23,4 +24,7 @@ class FilterModule:
             "nvidia_driver_dnf_streams": as_filter(driver.dnf_stream_check, driver.PackageError),
             "nvidia_driver_dnf_resolution": as_filter(driver.resolve_dnf, driver.PackageError),
             "nvidia_driver_fabricmanager_failure": driver.fabricmanager_failure,
+            "nvidia_driver_installed_packages": as_filter(
+                driver.installed_packages, driver.PackageError
+            ),
         }

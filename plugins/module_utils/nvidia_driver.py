@@ -501,6 +501,62 @@ class PackageError(ValueError):
     """A plan that cannot be made from these settings (the message says which)."""
 
 
+# The installed packages come from a command (the role's _nvidia_driver_installed_query),
+# not package_facts: facts live in the fact cache, and Ansible decodes a host's whole entry
+# there again for each of its later tasks (a server's package list is hundreds of KB).
+
+# dpkg's second status letter (dpkg-query(1)): not-installed and config-files are not
+# installed; every other state (installed, unpacked, half-configured, half-installed,
+# triggers-awaited, triggers-pending) has files of that version on the host.
+_DPKG_NOT_INSTALLED = ("n", "c")
+
+
+def installed_packages(listing: str, family: str) -> dict[str, list[dict[str, Any]]]:
+    """The output of the role's _nvidia_driver_installed_query[family] -> {name: [{version,
+    arch, ...}]}, the shape package_facts reports (a name may be installed for several
+    architectures). apt: the version is dpkg's whole version (epoch:upstream-revision), as
+    package_facts gives it; dnf: version, release and epoch (None without one) apart, as
+    package_facts gives them. A line that is not the query's shape raises PackageError
+    naming it."""
+    if family not in ("apt", "dnf"):
+        raise PackageError(
+            f"no installed-package query for the package family {family!r} (apt or dnf)"
+        )
+    fields = 4 if family == "apt" else 5
+    packages: dict[str, list[dict[str, Any]]] = {}
+    for number, line in enumerate(listing.splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != fields or not parts[1 if family == "apt" else 0]:
+            raise PackageError(
+                f"line {number} of the installed-package list is not the query's shape "
+                f"({fields} tab-separated fields): {line[:200]!r}"
+            )
+        if family == "apt":
+            status, name, version, arch = parts
+            if len(status) < 2 or status[1] in _DPKG_NOT_INSTALLED:
+                continue
+            entry: dict[str, Any] = {
+                "name": name,
+                "version": version,
+                "arch": arch,
+                "source": "apt",
+            }
+        else:
+            name, epoch, version, release, arch = parts
+            entry = {
+                "name": name,
+                "epoch": int(epoch) if epoch.isdigit() else None,
+                "version": version,
+                "release": release,
+                "arch": arch,
+                "source": "rpm",
+            }
+        packages.setdefault(name, []).append(entry)
+    return packages
+
+
 #: ansible_facts distribution -> the packaging the plan follows.
 PACKAGING = {
     "Debian": "debian",
