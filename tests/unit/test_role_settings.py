@@ -115,6 +115,43 @@ def test_persistenced_user_cannot_add_arguments(tmp_path: Path):
     assert "is not a valid user or group name" in run.out
 
 
+def test_a_quantized_kv_cache_without_flash_attention_is_refused(tmp_path: Path):
+    variables = {**PINNED, "ollama_kv_cache_type": "q8_0", "ollama_flash_attention": False}
+    run = run_role_tasks(tmp_path, "ollama", "settings.yml", variables)
+    assert run.failed
+    assert "ollama_kv_cache_type q8_0 needs flash attention" in run.out
+    assert "Settings that a systemd unit cannot hold" not in run.out
+    assert "Nothing was changed" in run.out
+
+
+def test_every_settings_problem_is_named_in_one_refusal(tmp_path: Path):
+    """The unit, KV cache and release-source checks are one task: its message names each
+    problem found, with its own remedy, not only the first."""
+    variables = {
+        "ollama_store_dir": "/srv/models 100%h",
+        "ollama_kv_cache_type": "q4_0",
+        "ollama_flash_attention": False,
+        "ollama_download_base_url": "http://mirror:8080/ollama",
+    }
+    run = run_role_tasks(tmp_path, "ollama", "settings.yml", variables)
+    assert run.failed
+    assert "ollama_store_dir: ollama_store_dir '/srv/models 100%h' contains whitespace" in run.out
+    assert "ollama_kv_cache_type q4_0 needs flash attention" in run.out
+    assert "ollama_download_base_url (http://mirror:8080/ollama) is plain HTTP" in run.out
+
+
+def test_removing_ollama_does_not_check_what_it_would_install(tmp_path: Path):
+    variables = {
+        "ollama_state": "absent",
+        "ollama_kv_cache_type": "q4_0",
+        "ollama_flash_attention": False,
+        "ollama_download_base_url": "http://mirror:8080/ollama",
+    }
+    run = run_role_tasks(tmp_path, "ollama", "settings.yml", variables)
+    assert not run.failed, run.out
+    assert "WARNING: ollama_allow_unverified_http" not in run.out
+
+
 def test_the_default_settings_pass(tmp_path: Path):
     run = run_role_tasks(tmp_path, "ollama", "settings.yml", PINNED)
     assert not run.failed, run.out
