@@ -224,6 +224,41 @@ def test_an_unauthenticated_driver_repository_key_is_refused(tmp_path: Path, var
         assert "WARNING: nvidia_driver_allow_unverified_http is set" in run.out
 
 
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        (
+            {"nvidia_driver_branch": "57"},
+            'nvidia_driver_branch must be a branch number such as "570" (is 57)',
+        ),
+        (
+            {"nvidia_driver_version": "570.1", "nvidia_driver_branch": "550"},
+            'a release of that branch such as "550.133.20" (is "570.1")',
+        ),
+        (
+            {"_nvidia_driver_family": "dnf", "nvidia_driver_source": "distro"},
+            "nvidia_driver_source cuda or distro (is distro), and cuda on",
+        ),
+        (
+            {"nvidia_driver_persistenced_user": "root --no-persistence-mode"},
+            "'root --no-persistence-mode' is not a valid user or group name",
+        ),
+    ],
+)
+def test_bad_driver_settings_are_refused_with_what_is_wrong(tmp_path: Path, variables, message):
+    """The settings checks share one step; the message still names only what is wrong."""
+    run = run_role_tasks(
+        tmp_path,
+        "nvidia_driver",
+        "settings.yml",
+        {"_nvidia_driver_family": "apt", "nvidia_driver_source": "distro", **variables},
+    )
+    assert run.failed, run.out
+    text = " ".join(run.out.split())
+    assert message in text
+    assert "plain HTTP" not in text
+
+
 def test_unauthenticated_model_bases_are_refused_then_accepted_with_a_warning(tmp_path: Path):
     plan = [
         {
