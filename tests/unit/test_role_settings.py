@@ -124,15 +124,19 @@ def test_a_quantized_kv_cache_without_flash_attention_is_refused(tmp_path: Path)
     assert "Nothing was changed" in run.out
 
 
+# Two refusals at once: a quantized KV cache with flash attention off, and a plain-HTTP
+# release without a pinned checksum.
+QUANTIZED_KV_PLAIN_HTTP = {
+    "ollama_kv_cache_type": "q4_0",
+    "ollama_flash_attention": False,
+    "ollama_download_base_url": "http://mirror:8080/ollama",
+}
+
+
 def test_every_settings_problem_is_named_in_one_refusal(tmp_path: Path):
     """The unit, KV cache and release-source checks are one task: its message names each
     problem found, with its own remedy, not only the first."""
-    variables = {
-        "ollama_store_dir": "/srv/models 100%h",
-        "ollama_kv_cache_type": "q4_0",
-        "ollama_flash_attention": False,
-        "ollama_download_base_url": "http://mirror:8080/ollama",
-    }
+    variables = {"ollama_store_dir": "/srv/models 100%h", **QUANTIZED_KV_PLAIN_HTTP}
     run = run_role_tasks(tmp_path, "ollama", "settings.yml", variables)
     assert run.failed
     assert "ollama_store_dir: ollama_store_dir '/srv/models 100%h' contains whitespace" in run.out
@@ -141,12 +145,7 @@ def test_every_settings_problem_is_named_in_one_refusal(tmp_path: Path):
 
 
 def test_removing_ollama_does_not_check_what_it_would_install(tmp_path: Path):
-    variables = {
-        "ollama_state": "absent",
-        "ollama_kv_cache_type": "q4_0",
-        "ollama_flash_attention": False,
-        "ollama_download_base_url": "http://mirror:8080/ollama",
-    }
+    variables = {"ollama_state": "absent", **QUANTIZED_KV_PLAIN_HTTP}
     run = run_role_tasks(tmp_path, "ollama", "settings.yml", variables)
     assert not run.failed, run.out
     assert "WARNING: ollama_allow_unverified_http" not in run.out
