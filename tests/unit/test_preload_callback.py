@@ -1,6 +1,6 @@
-"""The preload callback (plugins/callback/preload.py): the collection's filter files are
-loaded in the main process at playbook start, so that the workers Ansible forks inherit them;
-and the project's ansible.cfg enables it."""
+"""The preload callback (plugins/callback/preload.py): the collection's filter files, and
+every installed collection's package, are loaded in the main process at playbook start, so
+that the workers Ansible forks inherit them; and the project's ansible.cfg enables it."""
 
 from __future__ import annotations
 
@@ -45,6 +45,44 @@ for p in sorted(after): print(p.rsplit('/', 1)[1])
     before, *loaded = ran.stdout.split()
     assert before == "0"
     assert sorted(loaded) == sorted(p.name for p in FILTER_DIR.glob("*.py"))
+
+
+def test_starting_a_playbook_imports_every_installed_collection_s_package():
+    # What Mitogen's planner lists in each worker that runs a collection's module: after the
+    # callback, each of those packages (and its parsed meta/runtime.yml) is already imported.
+    code = """
+import sys
+from ansible.plugins.loader import init_plugin_loader
+init_plugin_loader([sys.argv[1]])
+from ansible.collections.list import list_collection_dirs
+dirs = [p.decode().split('/')[-2:] for p in list_collection_dirs()]
+names = sorted('ansible_collections.' + '.'.join(d) for d in dirs)
+for name in names:
+    del sys.modules[name]
+before = [n for n in names if n in sys.modules]
+from ansible_collections.localllm.fleet.plugins.callback import preload
+preload.CallbackModule().v2_playbook_on_start(None)
+after = [n for n in names if n in sys.modules and hasattr(sys.modules[n], '_collection_meta')]
+print(len(before), len(names), len(after))
+print(' '.join(names))
+"""
+    ran = subprocess.run(
+        [sys.executable, "-c", code, str(REPO / "collections")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
+        cwd=REPO,
+    )
+    assert ran.returncode == 0, ran.stderr
+    counts, names = ran.stdout.splitlines()
+    before, listed, after = map(int, counts.split())
+    assert before == 0
+    assert after == listed
+    # the collections the roles' modules come from are among them
+    assert {"ansible_collections.community.crypto", "ansible_collections.localllm.fleet"} <= set(
+        names.split()
+    )
 
 
 def test_the_project_s_ansible_cfg_enables_it():
