@@ -256,6 +256,100 @@ def test_bad_driver_settings_are_refused_with_what_is_wrong(tmp_path: Path, vari
     text = " ".join(run.out.split())
     assert message in text
     assert "plain HTTP" not in text
+    assert "Nothing was changed." in text
+
+
+def test_every_driver_settings_problem_is_named_in_one_refusal(tmp_path: Path):
+    """A bad branch, a persistenced user that would add arguments and an unpinned plain-HTTP
+    repository at once: each is named with its own remedy, in one message that says once, at
+    its end, that nothing was changed."""
+    variables = {
+        "_nvidia_driver_family": "apt",
+        "nvidia_driver_branch": "57",
+        "nvidia_driver_persistenced_user": "root --no-persistence-mode",
+        "nvidia_driver_cuda_repo_base_url": "http://mirror:8080/compute/cuda/repos",
+    }
+    run = run_role_tasks(tmp_path, "nvidia_driver", "settings.yml", variables)
+    assert run.failed, run.out
+    text = " ".join(run.out.split())
+    assert 'nvidia_driver_branch must be a branch number such as "570" (is 57)' in text
+    assert (
+        "whose repositories carry no NVIDIA driver. nvidia_driver_persistenced_user: "
+        "nvidia_driver_persistenced_user 'root --no-persistence-mode' is not a valid user"
+    ) in text
+    assert (
+        "at most 31 characters). nvidia_driver_cuda_repo_base_url "
+        "(http://mirror:8080/compute/cuda/repos) is plain HTTP"
+    ) in text
+    assert "nvidia_driver_allow_unverified_http: true. Nothing was changed." in text
+
+
+# The GPU host's plan (preflight.yml) on an 8-GPU HGX H100 board with its NVSwitch fabric,
+# described as the gpu_tier inventory would (so nothing is probed), serving Ollama 0.32.15
+# (branch 550 or newer on Hopper). The distribution's facts are extra vars, which take
+# precedence over what the role's fact gathering finds on the controller: the checks see a
+# Debian 12 container (no Fabric Manager in its archive; no Secure Boot probe) wherever the
+# test runs.
+HGX_H100_ON_DEBIAN_12 = {
+    "ansible_facts": {
+        "distribution": "Debian",
+        "distribution_version": "12.8",
+        "distribution_major_version": "12",
+        "os_family": "Debian",
+        "architecture": "x86_64",
+        "virtualization_role": "guest",
+        "virtualization_type": "docker",
+    },
+    "gpu_devices": [
+        {"index": i, "name": "NVIDIA H100 80GB HBM3", "architecture": "hopper"} for i in range(8)
+    ],
+    "gpu_nvswitch": True,
+    "gpu_probe_status": "gpu",
+    "ollama_version": "0.32.15",
+}
+FLOOR = "nvidia_driver_branch 535 is older than Ollama 0.32.15 needs on localhost's GPUs (hopper)"
+FABRIC_MANAGER = "localhost needs Fabric Manager (NVSwitch fabric), which Debian's archive"
+
+
+@pytest.mark.parametrize(
+    ("variables", "message", "absent"),
+    [
+        ({"nvidia_driver_branch": "535"}, FLOOR, FABRIC_MANAGER),
+        ({"nvidia_driver_source": "distro"}, FABRIC_MANAGER, "is older than Ollama"),
+        ({}, None, "Nothing was changed."),
+    ],
+)
+def test_the_gpu_plan_is_refused_with_what_is_wrong(tmp_path: Path, variables, message, absent):
+    run = run_role_tasks(
+        tmp_path, "nvidia_driver", "preflight.yml", {**HGX_H100_ON_DEBIAN_12, **variables}
+    )
+    text = " ".join(run.out.split())
+    assert run.failed is (message is not None), run.out
+    if message:
+        assert message in text
+        assert "Nothing was changed." in text
+    assert absent not in text
+
+
+def test_every_gpu_plan_problem_is_named_in_one_refusal(tmp_path: Path):
+    """Branch 535 from Debian's archive is both below Ollama's floor and without Fabric
+    Manager: the one refusal names both, each with its own remedy, then says once that
+    nothing was changed."""
+    variables = {
+        **HGX_H100_ON_DEBIAN_12,
+        "nvidia_driver_branch": "535",
+        "nvidia_driver_source": "distro",
+    }
+    run = run_role_tasks(tmp_path, "nvidia_driver", "preflight.yml", variables)
+    assert run.failed, run.out
+    text = " ".join(run.out.split())
+    assert f"{FLOOR}: 550 or newer" in text
+    assert (
+        "use nvidia_driver_source: cuda (NVIDIA's CUDA repository for debian12, or its internal "
+        f"mirror) for a newer branch. {FABRIC_MANAGER} does not package: set "
+        "nvidia_driver_source: cuda"
+    ) in text
+    assert "falls back to the CPU. Nothing was changed." in text
 
 
 def test_unauthenticated_model_bases_are_refused_then_accepted_with_a_warning(tmp_path: Path):
