@@ -19,6 +19,21 @@ REPO = Path(__file__).resolve().parents[2]
 FILTER_DIR = REPO / "plugins" / "filter"
 
 
+def _fresh_python(code: str) -> subprocess.CompletedProcess:
+    """`code` in a new interpreter with the project's ansible.cfg; argv[1] is the collections
+    path. Fails the test when it does not exit 0."""
+    ran = subprocess.run(
+        [sys.executable, "-c", code, str(REPO / "collections")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
+        cwd=REPO,
+    )
+    assert ran.returncode == 0, ran.stderr
+    return ran
+
+
 def test_starting_a_playbook_loads_every_filter_file_of_the_collection():
     # A fresh interpreter: nothing of the collection's filters is loaded before the callback.
     code = """
@@ -33,15 +48,7 @@ after = {p for p in filter_loader._module_cache if '/localllm/fleet/plugins/filt
 print(len(before))
 for p in sorted(after): print(p.rsplit('/', 1)[1])
 """
-    ran = subprocess.run(
-        [sys.executable, "-c", code, str(REPO / "collections")],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
-        cwd=REPO,
-    )
-    assert ran.returncode == 0, ran.stderr
+    ran = _fresh_python(code)
     before, *loaded = ran.stdout.split()
     assert before == "0"
     assert sorted(loaded) == sorted(p.name for p in FILTER_DIR.glob("*.py"))
@@ -66,15 +73,7 @@ after = [n for n in names if n in sys.modules and hasattr(sys.modules[n], '_coll
 print(len(before), len(names), len(after))
 print(' '.join(names))
 """
-    ran = subprocess.run(
-        [sys.executable, "-c", code, str(REPO / "collections")],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
-        cwd=REPO,
-    )
-    assert ran.returncode == 0, ran.stderr
+    ran = _fresh_python(code)
     counts, names = ran.stdout.splitlines()
     before, listed, after = map(int, counts.split())
     assert before == 0
