@@ -176,6 +176,14 @@ notes:
   type: list
   elements: str
   sample: []
+kernel:
+  description:
+    - The release of the kernel running now (C(uname -r)), read on every run: the driver's
+      plan installs this kernel's headers, and a host may have rebooted into a new kernel
+      since its facts were cached.
+  returned: always
+  type: str
+  sample: 6.1.0-28-amd64
 secure_boot:
   description:
     - Secure Boot, when O(secure_boot) is true. C(state) is V(enabled), V(disabled),
@@ -313,6 +321,7 @@ def main() -> None:
                 stderr=err[-2000:],
             )
     result = complete(result)
+    result["kernel"] = os.uname().release
 
     if params["module_flavour"]:
         try:

@@ -6,6 +6,7 @@ nvidia-smi and lspci stand-ins first in PATH, answering from a hardware profile.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,9 @@ def test_module_decides_open_modules_for_the_nodriver_profile(tmp_path):
     assert result["gpu_count"] == 1
     assert result["nvidia_smi"]["status"] == "not_installed"
     assert result["module_flavour"]["flavour"] == "open"
+    # The running kernel, read on every run (the role's plan installs its headers; cached
+    # facts may predate a reboot into a new kernel).
+    assert result["kernel"] == os.uname().release
 
 
 @pytest.mark.controller
