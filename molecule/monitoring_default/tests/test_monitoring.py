@@ -216,6 +216,13 @@ def test_exporters_answer_the_monitoring_host_alone(hosts):
     assert answers == dict.fromkeys(urls, "28"), answers
 
 
+def test_an_older_release_s_copy_of_the_collector_code_is_removed(hosts):
+    # prepare.yml left one on every host; the code now lives in one archive beside it.
+    for name, host in hosts.items():
+        assert not host.file("/usr/local/lib/localllm-fleet/metrics/python").exists, name
+        assert host.file("/usr/local/lib/localllm-fleet/metrics").is_directory, name
+
+
 def test_textfiles_are_replaced_whole_and_kept_fresh(hosts):
     h100 = hosts["mon-h100"]
     directory = "/var/lib/prometheus/node-exporter"
