@@ -19,27 +19,32 @@ RENDERED = {"fleet/qwen3:8b": "FROM qwen3:8b\nPARAMETER num_ctx 8192\n"}
 
 
 def decide(tmp_path: Path, **variables) -> bool:
-    """Run smoke_needed.yml once and return its decision."""
+    """Run smoke_needed.yml once and return the role's decision."""
     run = _ansible_playbook(
         tmp_path,
         {
             "tasks": [
                 {
-                    "name": "Decide",
+                    # public: the decision is a role variable (vars/main.yml) read after
+                    # the stamp is read, as the role's main.yml reads it.
+                    "name": "Read the stamp",
                     "ansible.builtin.include_role": {
                         "name": "localllm.fleet.ollama_models",
                         "tasks_from": "smoke_needed.yml",
+                        "public": True,
                     },
                 },
                 {
                     "name": "Show",
                     "ansible.builtin.debug": {
-                        "msg": "NEEDED={{ __ollama_models_smoke_needed | bool | to_json }}"
+                        "msg": "NEEDED={{ _ollama_models_smoke_needed | bool | to_json }}"
                     },
                 },
             ]
         },
         {
+            # read outside the role: its vars read the ollama role's defaults by path
+            "role_path": str(REPO / "roles" / "ollama_models"),
             "ollama_models_modelfile_dir": str(tmp_path),
             "__ollama_models_plan": PLAN,
             "__ollama_models_rendered": RENDERED,
