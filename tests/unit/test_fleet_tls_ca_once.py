@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 PASSPHRASE = "0123456789abcdef0123"
 
 
-def _run(tmp_path: Path, plays: list[dict]) -> subprocess.CompletedProcess:
+def _run(tmp_path: Path, plays: list[dict], *options: str) -> subprocess.CompletedProcess:
     inventory = tmp_path / "inventory.ini"
     inventory.write_text(
         "[fleet]\na\nb\nc\n[fleet:vars]\nansible_connection=local\n"
@@ -29,7 +29,13 @@ def _run(tmp_path: Path, plays: list[dict]) -> subprocess.CompletedProcess:
     playbook = tmp_path / "play.yml"
     playbook.write_text(json.dumps(plays))
     return subprocess.run(
-        [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory), str(playbook)],
+        [
+            str(REPO / ".venv" / "bin" / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            str(playbook),
+            *options,
+        ],
         capture_output=True,
         text=True,
         check=False,
