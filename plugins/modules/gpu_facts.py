@@ -178,7 +178,7 @@ notes:
   sample: []
 kernel:
   description:
-    - The release of the kernel running now (C(uname -r)), read on every run: the driver's
+    - The release of the kernel running now (C(uname -r)), read on every run. The driver's
       plan installs this kernel's headers, and a host may have rebooted into a new kernel
       since its facts were cached.
   returned: always
