@@ -12,36 +12,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from role_testing import REPO, _ansible_playbook
+from role_testing import REPO, run_role_tasks
 
 PLAN = [{"target": "fleet/qwen3:8b", "from": "qwen3:8b", "modelfile": "qwen3-8b", "num_ctx": 8192}]
 RENDERED = {"fleet/qwen3:8b": "FROM qwen3:8b\nPARAMETER num_ctx 8192\n"}
 
 
-def decide(tmp_path: Path, **variables) -> bool:
-    """Run smoke_needed.yml once and return the role's decision."""
-    run = _ansible_playbook(
+def _smoke_needed_then(tmp_path: Path, task: dict, variables: dict):
+    """Run smoke_needed.yml (reading the stamp), then `task`, which sees the role's variables
+    as the role's main.yml does after it (public)."""
+    return run_role_tasks(
         tmp_path,
-        {
-            "tasks": [
-                {
-                    # public: the decision is a role variable (vars/main.yml) read after
-                    # the stamp is read, as the role's main.yml reads it.
-                    "name": "Read the stamp",
-                    "ansible.builtin.include_role": {
-                        "name": "localllm.fleet.ollama_models",
-                        "tasks_from": "smoke_needed.yml",
-                        "public": True,
-                    },
-                },
-                {
-                    "name": "Show",
-                    "ansible.builtin.debug": {
-                        "msg": "NEEDED={{ _ollama_models_smoke_needed | bool | to_json }}"
-                    },
-                },
-            ]
-        },
+        "ollama_models",
+        "smoke_needed.yml",
         {
             # read outside the role: its vars read the ollama role's defaults by path
             "role_path": str(REPO / "roles" / "ollama_models"),
@@ -50,6 +33,22 @@ def decide(tmp_path: Path, **variables) -> bool:
             "__ollama_models_rendered": RENDERED,
             **variables,
         },
+        after=[task],
+        public=True,
+    )
+
+
+def decide(tmp_path: Path, **variables) -> bool:
+    """Run smoke_needed.yml once and return the role's decision."""
+    run = _smoke_needed_then(
+        tmp_path,
+        {
+            "name": "Show",
+            "ansible.builtin.debug": {
+                "msg": "NEEDED={{ _ollama_models_smoke_needed | bool | to_json }}"
+            },
+        },
+        variables,
     )
     assert not run.failed, run.out[-3000:]
     found = re.search(r"NEEDED=(true|false)", run.out)
@@ -59,36 +58,17 @@ def decide(tmp_path: Path, **variables) -> bool:
 
 def stamp(tmp_path: Path, **variables) -> None:
     """Write the stamp as a passing test does (the role's main.yml after smoke.yml)."""
-    run = _ansible_playbook(
+    run = _smoke_needed_then(
         tmp_path,
         {
-            "tasks": [
-                {
-                    "name": "Load the role's vars",
-                    "ansible.builtin.include_role": {
-                        "name": "localllm.fleet.ollama_models",
-                        "tasks_from": "smoke_needed.yml",
-                        "public": True,
-                    },
-                },
-                {
-                    "name": "Stamp",
-                    "ansible.builtin.copy": {
-                        "content": "{{ _ollama_models_smoke_digest }}\n",
-                        "dest": "{{ _ollama_models_smoke_stamp }}",
-                        "mode": "0644",
-                    },
-                },
-            ]
+            "name": "Stamp",
+            "ansible.builtin.copy": {
+                "content": "{{ _ollama_models_smoke_digest }}\n",
+                "dest": "{{ _ollama_models_smoke_stamp }}",
+                "mode": "0644",
+            },
         },
-        {
-            # the copy runs outside the role: its vars read the ollama role's defaults by path
-            "role_path": str(REPO / "roles" / "ollama_models"),
-            "ollama_models_modelfile_dir": str(tmp_path),
-            "__ollama_models_plan": PLAN,
-            "__ollama_models_rendered": RENDERED,
-            **variables,
-        },
+        variables,
     )
     assert not run.failed, run.out[-3000:]
     assert (tmp_path / ".smoke-passed").exists()
