@@ -82,7 +82,10 @@ options:
     default: 600
 notes:
   - Check mode writes nothing (no upload, no create, no cache update) and reports the same
-    C(changed), C(differences) and C(diff) a real run would.
+    C(changed), C(differences) and C(diff) a real run would. On a host whose Ollama does
+    not answer (a host new to the fleet, where a real run installs Ollama first) it warns
+    and predicts the model registered from the Modelfile instead of failing; outside check
+    mode that is an error.
   - With C(--diff), both sides are the model as a Modelfile in one fixed layout with the
     base model's contributions merged in, so the diff shows only what changes.
   - Ollama has no authentication; anything that reaches O(api_url) can change models.
@@ -365,6 +368,27 @@ def present(module: AnsibleModule, client: OllamaClient, name: ModelName) -> dic
     broken = ""
     try:
         existing_show = client.show(params["name"])
+    except OllamaUnreachable as err:
+        if not module.check_mode:
+            raise
+        # A host new to the fleet, where the real run installs and starts Ollama before it
+        # registers anything: predict the registration rather than fail the dry run.
+        module.warn(
+            f"Ollama does not answer at {err.url} ({err.reason}): in check mode"
+            f" {name.display_shortest()} cannot be"
+            " compared with what Ollama holds; the plan shows it registered from this"
+            " Modelfile (a real run starts Ollama first)"
+        )
+        return {
+            "changed": True,
+            "name": name.display_shortest(),
+            "digest": None,
+            "differences": [
+                f"registered unless Ollama already holds the same: Ollama does not answer"
+                f" ({err.reason})"
+            ],
+            "diff": {"before": "", "after": serialize(modelfile.commands)},
+        }
     except OllamaError as err:
         if err.status != 500:
             raise

@@ -58,6 +58,10 @@ notes:
     O(update), whether the registry has something newer cannot be known without pulling,
     so C(changed=false)). C(done) tells whether the model is complete, so a retry loop
     must also stop on C(ansible_check_mode).
+  - In check mode on a host whose Ollama does not answer (a host new to the fleet, where a
+    real run installs Ollama first), the module does not fail. It looks for the model's
+    manifest in O(models_dir) on disk (C(changed=false) when it is there, else C(changed=true))
+    and warns that Ollama could not be asked. Outside check mode that is an error.
   - While a pull is not done, the task result is marked to be shown on every C(until:)
     retry at default verbosity, so the progress line appears in the play output.
   - A failed pull (unknown model, registry unreachable, TLS) fails with Ollama's own error
@@ -127,6 +131,7 @@ digest:
   type: str
 """
 
+import os
 import time
 from typing import Any
 
@@ -240,6 +245,41 @@ def pull(
     return tracker  # pragma: no cover - the loop always returns or raises
 
 
+def plan_without_ollama(
+    label: str, name: ModelName, models_dir: str | None, err: OllamaUnreachable
+) -> dict:
+    """Check mode on a host whose Ollama does not answer: a host new to the fleet, where the
+    real run installs and starts Ollama before it pulls. The model store on disk says whether
+    the model is there (its manifest); the warning says the plan could not ask Ollama."""
+    manifest = os.path.join(models_dir, "manifests", name.manifest_path()) if models_dir else ""
+    warning = (
+        f"Ollama does not answer at {err.url} ({err.reason}): in check mode {label} is looked"
+        f" for in the model store on disk ({models_dir or 'models_dir not given'}); a real run"
+        " starts Ollama first"
+    )
+    if manifest and os.path.isfile(manifest):
+        return {
+            "changed": False,
+            "done": True,
+            "status": "present",
+            "completed": 0,
+            "total": 0,
+            "progress": f"{label}: in the model store on disk (Ollama does not answer)",
+            "digest": None,
+            "warning": warning,
+        }
+    return {
+        "changed": True,
+        "done": False,
+        "status": "not pulled (check mode)",
+        "completed": 0,
+        "total": 0,
+        "progress": f"{label}: would be pulled (Ollama does not answer yet)",
+        "digest": None,
+        "warning": warning,
+    }
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -262,7 +302,14 @@ def main() -> None:
         module.fail_json(msg=str(err))
     label = params["name"]
     try:
-        existing = client.find(name)
+        try:
+            existing = client.find(name)
+        except OllamaUnreachable as err:
+            if not module.check_mode:
+                raise
+            plan = plan_without_ollama(label, name, params["models_dir"], err)
+            module.warn(plan.pop("warning"))
+            module.exit_json(**plan)
         if existing is not None and (not params["update"] or module.check_mode):
             size = _count(existing.get("size")) or 0
             module.exit_json(

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 from ansible.module_utils import _internal as module_utils_internal
 from ansible.module_utils import basic
+from ansible.module_utils.common import warnings as module_warnings
 
 REPO = Path(__file__).resolve().parents[2]
 STANDINS = REPO / "tests" / "standins" / "ollama"
@@ -61,6 +62,10 @@ def run(
     # A module runs on the target: once another test has loaded Ansible's controller code,
     # warnings would go to the controller's display instead of into the result.
     module_utils_internal.is_controller = False
+    # Each module run on a host is a new process: no warning of an earlier run in this one
+    # may reach its result (ansible-core keeps them in module-level dicts).
+    module_warnings._global_warnings.clear()
+    module_warnings._global_deprecations.clear()
     try:
         with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
             target.main()
@@ -74,6 +79,12 @@ def run(
     if not lines:
         raise AssertionError(f"{module} printed no result:\n{out.getvalue()}")
     return json.loads(lines[-1])
+
+
+def warning_texts(result: dict[str, Any]) -> list[str]:
+    """The texts of a module's module.warn() calls: Ansible prints `[WARNING]: ...`, and
+    ansible-core 2.19 carries each as a summary ({"event": {"msg": ...}})."""
+    return [w if isinstance(w, str) else w["event"]["msg"] for w in result.get("warnings", [])]
 
 
 def store_listing(models: Path) -> dict[str, int]:

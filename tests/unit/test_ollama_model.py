@@ -23,6 +23,7 @@ from ollama_module_testing import (
     shared_server,  # noqa: F401 - fixture
     state_home,  # noqa: F401 - fixture
     store_snapshot,
+    warning_texts,
     write_gguf,
 )
 
@@ -425,12 +426,42 @@ def test_server_down_is_named(tmp_path: Path) -> None:
     )
 
 
+def test_check_mode_on_a_host_without_ollama_yet_predicts_the_registration() -> None:
+    """A host new to the fleet: a plan (check mode) runs before the real run installs and
+    starts Ollama. The module predicts the model registered from its Modelfile and warns
+    that it could not ask Ollama; a real run against the same host still fails."""
+    port = free_port()
+    args = {
+        "name": "fleet/new",
+        "modelfile": "FROM mirror:8080/library/deepseek-r1:1.5b\nPARAMETER temperature 0.6\n",
+        "api_url": f"http://127.0.0.1:{port}",
+    }
+    planned = run("ollama_model", args, check=True, diff=True)
+    assert planned.get("failed") is not True, planned
+    assert planned["changed"] is True
+    assert planned["digest"] is None
+    assert planned["diff"]["before"] == ""
+    assert "FROM mirror:8080/library/deepseek-r1:1.5b" in planned["diff"]["after"]
+    assert "PARAMETER temperature 0.6" in planned["diff"]["after"]
+    assert planned["differences"] == [
+        "registered unless Ollama already holds the same: Ollama does not answer"
+        " (connection refused)"
+    ]
+    assert warning_texts(planned) == [
+        f"Ollama does not answer at http://127.0.0.1:{port} (connection refused): in check mode"
+        " fleet/new:latest cannot be compared with what Ollama holds; the plan shows it"
+        " registered from this Modelfile (a real run starts Ollama first)"
+    ]
+
+    real = run("ollama_model", args)
+    assert real["failed"] is True
+    assert real["msg"].startswith(f"cannot reach Ollama at http://127.0.0.1:{port}")
+
+
 def test_deprecated_parameters_warn(shared_server: Any, base: dict) -> None:  # noqa: F811
     result = present(shared_server, "fleet/old", "FROM lab/base:1\nPARAMETER mirostat 1\n")
     assert result["changed"] is True
-    # module.warn(): Ansible prints `[WARNING]: ...` (2.19 carries them as summaries)
-    texts = [w if isinstance(w, str) else w["event"]["msg"] for w in result["warnings"]]
-    assert texts == ["parameter mirostat is deprecated"]
+    assert warning_texts(result) == ["parameter mirostat is deprecated"]
 
 
 def test_ollamas_own_errors_are_passed_on(shared_server: Any, base: dict) -> None:  # noqa: F811

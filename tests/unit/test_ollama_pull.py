@@ -32,6 +32,7 @@ from ollama_module_testing import (
     slow_server,
     state_home,  # noqa: F401 - fixture
     store_listing,
+    warning_texts,
     write_gguf,
 )
 from standin_testing import registry
@@ -144,6 +145,58 @@ def test_pull_errors_carry_ollamas_text_and_the_name(server: Any, mirror: Path) 
 
     failed = run("ollama_pull", {"name": "x", "api_url": f"http://127.0.0.1:{port}"})
     assert failed["msg"] == (
+        f"cannot reach Ollama at http://127.0.0.1:{port}: connection refused; "
+        "is the service running?"
+    )
+
+
+def test_check_mode_on_a_host_without_ollama_yet_reads_the_store_on_disk(
+    tmp_path: Path,
+) -> None:
+    """A host new to the fleet: the plan (check mode) runs before the real run installs and
+    starts Ollama. A model whose manifest is not in the store would be pulled; one whose
+    manifest is there is present. Both warn that Ollama could not be asked. Outside check
+    mode nothing changes: an Ollama that does not answer is an error."""
+    port = free_port()
+    store = tmp_path / "models"
+    name = "mirror:8080/library/deepseek-r1:1.5b"
+    args = {
+        "name": name,
+        "insecure": True,
+        "api_url": f"http://127.0.0.1:{port}",
+        "models_dir": str(store),
+    }
+    warning = (
+        f"Ollama does not answer at http://127.0.0.1:{port} (connection refused): in check"
+        f" mode {name} is looked for in the model store on disk ({store}); a real run starts"
+        " Ollama first"
+    )
+
+    missing = run("ollama_pull", args, check=True)
+    assert missing.get("failed") is not True, missing
+    assert missing["changed"] is True
+    assert missing["done"] is False
+    assert missing["status"] == "not pulled (check mode)"
+    assert missing["progress"] == f"{name}: would be pulled (Ollama does not answer yet)"
+    assert warning_texts(missing) == [warning]
+    assert not store.exists()  # the plan wrote nothing
+
+    manifest = store / "manifests" / "mirror:8080" / "library" / "deepseek-r1" / "1.5b"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("{}")
+    present = run("ollama_pull", args, check=True)
+    assert present["changed"] is False
+    assert present["done"] is True
+    assert present["status"] == "present"
+    assert warning_texts(present) == [warning]
+
+    # Another tag of the same model is not it.
+    other = run("ollama_pull", {**args, "name": "mirror:8080/library/deepseek-r1:7b"}, check=True)
+    assert other["changed"] is True
+
+    real = run("ollama_pull", args)
+    assert real["failed"] is True
+    assert real["msg"] == (
         f"cannot reach Ollama at http://127.0.0.1:{port}: connection refused; "
         "is the service running?"
     )
