@@ -6,7 +6,10 @@ the pipeline at its root, and inventories/prod/ naming gitops-cpu, with its host
 reviewed known_hosts and the fleet CA's passphrase vault-encrypted. The runner has only what
 GitLab would give it: the CI variables FLEET_VAULT_PASSWORD and FLEET_SSH_PRIVATE_KEY (a File
 variable) in its own home, and the toolchain (.venv, the pipeline's cache). In order:
-  1. main, the manual gate held: the apply stage starts nothing;
+  1. main's first pipeline, the manual gate held: lint and plan pass against the fresh host
+     (the plan shows Ollama installed and the tier's model pulled, warning that Ollama cannot
+     be asked yet), the apply stage starts nothing, and nothing reaches the host or makes the
+     fleet CA;
   2. main, the gate pressed (--manual apply): the apply job converges the host;
   3. main again: the same apply changes nothing (changed=0);
   4. a merge request changing a model parameter: lint and plan pass, the plan artifact shows
@@ -279,15 +282,44 @@ def model_parameters() -> str:
 
 @pytest.fixture(scope="module")
 def gate_held(fleet) -> Pipeline:
-    """main's apply stage as GitLab shows it before anyone presses "apply"."""
-    return run_pipeline(fleet, "main-gate-held", "--stage", "apply")
+    """main's first pipeline, before anyone presses "apply": lint, then the plan of a fleet
+    whose host has nothing yet (kept aside: the merge request's plan replaces plan/)."""
+    pipeline = run_pipeline(fleet, "main-gate-held")
+    if (fleet.repo / "plan").is_dir():
+        shutil.copytree(fleet.repo / "plan", fleet.root / "first-plan", dirs_exist_ok=True)
+    return pipeline
 
 
 def test_main_waits_for_a_person_before_applying(fleet, gate_held):
-    assert gate_held.rc == 0, gate_held.output[-3000:]
+    assert gate_held.rc == 0, gate_held.output[-5000:]
+    assert "PASS  lint" in gate_held.output
+    assert "PASS  plan" in gate_held.output
     assert not gate_held.ran("apply"), gate_held.output[-3000:]
     assert not (fleet.repo / "report").exists()
     assert podman("command -v ollama").returncode != 0  # nothing reached the host
+    assert podman("test -e /etc/fleet-tls || test -e /etc/haproxy/conf.d").returncode != 0
+    assert not (fleet.repo / "inventories" / "prod" / "pki").exists()  # no CA made by a plan
+
+
+def test_the_first_plan_shows_the_fresh_host_set_up(fleet, gate_held):
+    """A host new to the fleet is planned end to end, not failed at the first task that
+    needs what an earlier one would install (Ollama's API, its units, the packages)."""
+    diff = ANSI.sub("", (fleet.root / "first-plan" / "site-check-diff.txt").read_text())
+    recap = parse_recap(diff)
+    assert recap[HOST]["failed"] == 0, diff[-5000:]
+    assert recap[HOST]["unreachable"] == 0
+    assert recap[HOST]["changed"] > 0
+    changed = changed_tasks(diff, HOST)
+    assert "localllm.fleet.ollama : Install the service unit" in changed
+    assert "localllm.fleet.ollama_models : Pull the bases from the registry (resumes; progress every slice)" in changed
+    assert "localllm.fleet.fleet_exporters : Write node_exporter's options" in changed
+    # the model the host would serve, as a diff of its Modelfile, and why Ollama is not asked
+    assert "+PARAMETER temperature 0.6" in diff
+    words = " ".join(diff.split())  # the YAML callback folds long values
+    assert "deepseek-r1:1.5b: would be pulled (Ollama does not answer yet)" in words
+    assert "Ollama does not answer at http://127.0.0.1:11434 (connection refused)" in words
+    # the certificates: the CA, the host's key and its certificate are the real run's
+    assert "check mode: there is no fleet CA in" in words
 
 
 # ------------------------------------------------------------------------- main: apply
