@@ -16,10 +16,13 @@ export PY_COLORS ?= 0
 # Molecule scenarios to run (default: all of them), e.g. `make integration SCENARIOS=ollama_default`.
 SCENARIOS ?=
 
-.PHONY: help setup lint unit unit-py39 integration test demo lab-up lab-down lab-status collection clean
+.PHONY: help system-packages setup lint unit unit-py39 integration test demo lab-up lab-down lab-status collection clean
 
 help: ## this list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+system-packages: ## the control node's system packages: podman, the lab's tools, Node.js (seconds when there)
+	@scripts/system-packages
 
 setup: ## the pinned toolchain in .venv (seconds when done)
 	@scripts/setup
@@ -40,12 +43,12 @@ unit-py39: setup ## the host-side unit tests under Python 3.9 (Debian 11 contain
 integration: setup lab-up ## molecule scenarios on the lab's images
 	$(PYTHON) scripts/molecule-run $(SCENARIOS)
 
-test: lint unit unit-py39 collection integration ## everything CI runs
+test: system-packages lint unit unit-py39 collection integration ## everything CI runs
 
 collection: setup ## build the collection tarball into build/
 	ansible-galaxy collection build --force --output-path build/ .
 
-demo: setup lab-up ## the lab fleet, site.yml over every profile, the fleet report
+demo: system-packages setup lab-up ## the lab fleet, site.yml over every profile, the fleet report
 	scripts/demo
 
 lab-up: setup ## build or reuse the lab images, start the mirror and the hosts

@@ -35,7 +35,11 @@ class PlaybookRun:
 
 
 def ansible_playbook(
-    tmp_path: Path, plays: list[dict[str, Any]], *args: str, env: dict[str, str] | None = None
+    tmp_path: Path,
+    plays: list[dict[str, Any]],
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: int = 180,
 ) -> PlaybookRun:
     """`plays` run by ansible-playbook on localhost (local connection, this Python) with the
     project's ansible.cfg, a fact cache of its own and `args` (e.g. --check --diff); `env`
@@ -69,7 +73,7 @@ def ansible_playbook(
         capture_output=True,
         text=True,
         env=environment,
-        timeout=180,
+        timeout=timeout,
         check=False,
     )
     return PlaybookRun(proc.returncode, proc.stdout + proc.stderr)

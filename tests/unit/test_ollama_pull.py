@@ -9,10 +9,7 @@ last one stopped. The slow registry here sends 1.5 MB/s so that a 6 MB model tak
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,7 +17,6 @@ from typing import Any
 
 import pytest
 from ollama_module_testing import (
-    REPO,
     answer,
     api_url,
     free_port,
@@ -35,6 +31,7 @@ from ollama_module_testing import (
     warning_texts,
     write_gguf,
 )
+from role_testing import ansible_playbook
 from standin_testing import registry
 
 pytest_plugins = ["standin_fixtures"]
@@ -212,63 +209,51 @@ def test_progress_shows_on_until_retries_at_default_verbosity(
     finish and the second one always can, however slow the machine is.
     """
     root, manifest_digest = big_registry
-    playbook = tmp_path / "pull.yml"
-    playbook.write_text(
-        "- hosts: localhost\n"
-        "  gather_facts: false\n"
-        "  tasks:\n"
-        "    - name: Pull the big model\n"
-        "      localllm.fleet.ollama_pull:\n"
-        "        name: '{{ model }}'\n"
-        "        insecure: true\n"
-        "        max_seconds: 1\n"
-        "        api_url: '{{ api }}'\n"
-        "      register: pulled\n"
-        "      until: pulled.done\n"
-        "      retries: 200\n"
-        "      delay: 0\n"
-        "    - name: Show the digest\n"
-        "      ansible.builtin.debug:\n"
-        "        msg: 'digest={{ pulled.digest }} changed={{ pulled.changed }}'\n"
-    )
-    with slow_server(root, "registry", hold_after=2_000_000) as reg:
-        env = {
-            **os.environ,
-            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
-            "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote"),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0",
-        }
-        proc = subprocess.run(
-            [
-                str(REPO / ".venv" / "bin" / "ansible-playbook"),
-                "-i",
-                "localhost,",
-                "-c",
-                "local",
-                "-e",
-                f"ansible_python_interpreter={sys.executable}",
-                "-e",
-                f"model=127.0.0.1:{reg.port}/library/big:latest",
-                "-e",
-                f"api={api_url(server)}",
-                str(playbook),
+    plays = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Pull the big model",
+                    "localllm.fleet.ollama_pull": {
+                        "name": "{{ model }}",
+                        "insecure": True,
+                        "max_seconds": 1,
+                        "api_url": "{{ api }}",
+                    },
+                    "register": "pulled",
+                    "until": "pulled.done",
+                    "retries": 200,
+                    "delay": 0,
+                },
+                {
+                    "name": "Show the digest",
+                    "ansible.builtin.debug": {
+                        "msg": "digest={{ pulled.digest }} changed={{ pulled.changed }}"
+                    },
+                },
             ],
-            capture_output=True,
-            text=True,
-            env=env,
+        }
+    ]
+    with slow_server(root, "registry", hold_after=2_000_000) as reg:
+        played = ansible_playbook(
+            tmp_path,
+            plays,
+            "-e",
+            f"model=127.0.0.1:{reg.port}/library/big:latest",
+            "-e",
+            f"api={api_url(server)}",
             timeout=300,
-            check=False,
         )
-    out = proc.stdout
-    assert proc.returncode == 0, out + proc.stderr
+    out = played.out
+    assert played.rc == 0, out
     assert "FAILED - RETRYING: [localhost]: Pull the big model" in out
     # The retry's result is shown: its progress line (its figures depend on how far the
     # server got within the slice; test_interrupted_pull_resumes_where_it_stopped checks them).
     assert re.search(r"progress: '127\.0\.0\.1:\d+/library/big:latest: \S", out), out
     assert f"digest={manifest_digest} changed=True" in out
-    assert "Removed unexpected internal key" not in out + proc.stderr
+    assert "Removed unexpected internal key" not in out
 
 
 def test_nonsense_progress_numbers_are_ignored_not_a_traceback() -> None:
