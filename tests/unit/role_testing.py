@@ -80,12 +80,21 @@ def ansible_playbook(
 
 
 def _ansible_playbook(
-    tmp_path: Path, play: dict[str, Any], variables: dict[str, Any]
+    tmp_path: Path,
+    play: dict[str, Any],
+    variables: dict[str, Any],
+    args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> PlaybookRun:
     extra = tmp_path / "vars.json"
     extra.write_text(json.dumps(variables))
     return ansible_playbook(
-        tmp_path, [{"hosts": "localhost", "gather_facts": False, **play}], "-e", f"@{extra}"
+        tmp_path,
+        [{"hosts": "localhost", "gather_facts": False, **play}],
+        "-e",
+        f"@{extra}",
+        *args,
+        env=env,
     )
 
 
@@ -97,10 +106,13 @@ def run_role_tasks(
     *,
     after: list[dict[str, Any]] | None = None,
     public: bool = False,
+    args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> PlaybookRun:
     """Include `tasks_from` of localllm.fleet.<role> (its defaults and vars load as in a
     real run) with `variables` as extra vars, then run the tasks `after` (to show what the
-    task file left behind; with `public`, they see the role's defaults and vars too)."""
+    task file left behind; with `public`, they see the role's defaults and vars too).
+    `args` go to ansible-playbook (e.g. --check), `env` adds to its environment."""
     task = {
         "name": f"{role} {tasks_from}",
         "ansible.builtin.include_role": {
@@ -109,7 +121,7 @@ def run_role_tasks(
             "public": public,
         },
     }
-    return _ansible_playbook(tmp_path, {"tasks": [task, *(after or [])]}, variables)
+    return _ansible_playbook(tmp_path, {"tasks": [task, *(after or [])]}, variables, args, env)
 
 
 def render_template(

@@ -1,0 +1,92 @@
+"""fleet_gateway's wheelhouse fetch (tasks_from download.yml) in check mode: on a host new to
+the fleet the download directory is only planned (base.yml's directory task reports it would
+make it), so the download from the mirror or the push from the control node waits for the
+real run instead of failing the plan (get_url refuses a destination directory that does not
+exist, even in check mode); once the directory exists, the plan shows the push as a change.
+A tarball on the control node is verified against its checksum either way."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from role_testing import REPO, ansible_playbook
+
+ROLE = REPO / "roles" / "fleet_gateway"
+
+TARBALL = "litellm-1.0.0-abc.tar"
+
+
+def plan_download(
+    tmp_path: Path, dir_planned: bool, *, sha256: str | None = None, source_kind: str = "local"
+):
+    source = tmp_path / "control" / TARBALL
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_bytes(b"wheels\n")
+    digest = sha256 or hashlib.sha256(source.read_bytes()).hexdigest()
+    (source.parent / f"{TARBALL}.sha256").write_text(f"{digest}  {TARBALL}\n")
+    download_dir = tmp_path / "host" / "wheelhouse"
+    if not dir_planned:
+        download_dir.mkdir(parents=True)
+    # The task file alone, with the role's defaults and vars: an include_role would run the
+    # role's dependencies (fleet_tls, fleet_haproxy) on this machine first.
+    variables = {
+        "role_path": str(ROLE),
+        **(
+            {"fleet_gateway_wheelhouse_local": str(source)}
+            if source_kind == "local"
+            # a mirror nothing answers on: the plan must not need it
+            else {
+                "fleet_gateway_wheelhouse_url": "http://127.0.0.1:9/wheelhouse",
+                "fleet_gateway_wheelhouse_sha256": digest,
+            }
+        ),
+        "fleet_gateway_download_dir": str(download_dir),
+        "__fleet_gateway_version": "1.0.0",
+        "__fleet_gateway_current_version": "",
+        "__fleet_gateway_wheelhouse": {"tarball": TARBALL},
+        # what base.yml's directory task registered
+        "__fleet_gateway_dirs_made": {
+            "changed": dir_planned,
+            "results": [{"item": str(download_dir), "changed": dir_planned}],
+        },
+    }
+    extra = tmp_path / "vars.json"
+    extra.write_text(json.dumps(variables))
+    play = {
+        "hosts": "localhost",
+        "gather_facts": False,
+        "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
+        "tasks": [
+            {
+                "name": "fleet_gateway download.yml",
+                "ansible.builtin.include_tasks": str(ROLE / "tasks" / "download.yml"),
+            }
+        ],
+    }
+    run = ansible_playbook(tmp_path, [play], "-e", f"@{extra}", "--check", "--diff")
+    return run, download_dir
+
+
+@pytest.mark.parametrize("source_kind", ["url", "local"])
+def test_a_fresh_host_plan_leaves_the_fetch_to_the_real_run(tmp_path, source_kind):
+    run, download_dir = plan_download(tmp_path, dir_planned=True, source_kind=source_kind)
+    assert run.rc == 0, run.out[-4000:]
+    assert run.recap()["failed"] == 0
+    assert run.recap()["changed"] == 0
+    assert not download_dir.exists()  # check mode made nothing
+
+
+def test_with_the_directory_there_the_plan_shows_the_push(tmp_path):
+    run, download_dir = plan_download(tmp_path, dir_planned=False)
+    assert run.rc == 0, run.out[-4000:]
+    assert run.recap()["changed"] >= 1
+    assert list(download_dir.iterdir()) == []  # planned, not pushed
+
+
+def test_a_tarball_that_is_not_its_checksum_still_stops_the_plan(tmp_path):
+    run, _ = plan_download(tmp_path, dir_planned=True, sha256="0" * 64)
+    assert run.rc != 0
+    assert "the file is corrupt or not this wheelhouse" in " ".join(run.out.split())
