@@ -124,6 +124,27 @@ def run_role_tasks(
     return _ansible_playbook(tmp_path, {"tasks": [task, *(after or [])]}, variables, args, env)
 
 
+def run_task_file(
+    tmp_path: Path, role: str, task_file: str, variables: dict[str, Any], *args: str
+) -> PlaybookRun:
+    """roles/<role>/tasks/<task_file> alone, with the role's defaults and vars and `variables`
+    as extra vars (an include_role would bring the role's dependencies along, e.g. the fleet
+    CA and HAProxy); `args` go to ansible-playbook (e.g. --check)."""
+    files = [REPO / "roles" / role / kind / "main.yml" for kind in ("defaults", "vars")]
+    play = {
+        "vars_files": [str(path) for path in files if path.exists()],
+        "tasks": [
+            {
+                "name": f"{role} {task_file}",
+                "ansible.builtin.include_tasks": {
+                    "file": str(REPO / "roles" / role / "tasks" / task_file)
+                },
+            }
+        ],
+    }
+    return _ansible_playbook(tmp_path, play, variables, args)
+
+
 def render_template(
     tmp_path: Path, role: str, template: str, variables: dict[str, Any]
 ) -> PlaybookRun:

@@ -8,11 +8,10 @@ A tarball on the control node is verified against its checksum either way."""
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import pytest
-from role_testing import REPO, ansible_playbook
+from role_testing import REPO, run_task_file
 
 ROLE = REPO / "roles" / "fleet_gateway"
 
@@ -30,8 +29,6 @@ def plan_download(
     download_dir = tmp_path / "host" / "wheelhouse"
     if not dir_planned:
         download_dir.mkdir(parents=True)
-    # The task file alone, with the role's defaults and vars: an include_role would run the
-    # role's dependencies (fleet_tls, fleet_haproxy) on this machine first.
     variables = {
         "role_path": str(ROLE),
         **(
@@ -53,20 +50,8 @@ def plan_download(
             "results": [{"item": str(download_dir), "changed": dir_planned}],
         },
     }
-    extra = tmp_path / "vars.json"
-    extra.write_text(json.dumps(variables))
-    play = {
-        "hosts": "localhost",
-        "gather_facts": False,
-        "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
-        "tasks": [
-            {
-                "name": "fleet_gateway download.yml",
-                "ansible.builtin.include_tasks": str(ROLE / "tasks" / "download.yml"),
-            }
-        ],
-    }
-    run = ansible_playbook(tmp_path, [play], "-e", f"@{extra}", "--check", "--diff")
+    # The task file alone: an include_role would run fleet_tls and fleet_haproxy here first.
+    run = run_task_file(tmp_path, "fleet_gateway", "download.yml", variables, "--check", "--diff")
     return run, download_dir
 
 

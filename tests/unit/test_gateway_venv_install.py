@@ -8,33 +8,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
 import sys
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
-from role_testing import REPO, PlaybookRun, ansible_playbook
+from role_testing import PlaybookRun, run_task_file
 
 pytestmark = pytest.mark.controller  # makes a venv and runs pip (offline)
 
 VERSION = "litellm-9.9.9-0123456789ab"
-ROLE = REPO / "roles" / "fleet_gateway"
 
 
 def _install(tmp_path: Path, variables: dict) -> PlaybookRun:
-    """venv.yml alone, with the role's defaults and vars (including the role would bring its
-    dependencies, the fleet CA and HAProxy, along)."""
-    extra = tmp_path / "vars.json"
-    extra.write_text(json.dumps(variables))
-    play = {
-        "hosts": "localhost",
-        "gather_facts": False,
-        "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
-        "tasks": [{"ansible.builtin.include_tasks": {"file": str(ROLE / "tasks" / "venv.yml")}}],
-    }
-    return ansible_playbook(tmp_path, [play], "-e", f"@{extra}")
+    """venv.yml alone, with the role's defaults and vars."""
+    return run_task_file(tmp_path, "fleet_gateway", "venv.yml", variables)
 
 
 def _wheel(version: str) -> tuple[str, bytes]:
