@@ -53,13 +53,22 @@ options:
         later resume) and fails with what is needed and what is free, instead of filling
         the disk.
     type: path
+  plan_without_ollama:
+    description:
+      - In check mode, when Ollama does not answer, look for the model in O(models_dir) on
+        disk and warn instead of failing (see the notes). A task forced into check mode in a
+        real run, only to ask what a host lacks, sets V(false) to fail at once as outside
+        check mode.
+    type: bool
+    default: true
 notes:
   - In check mode nothing is pulled; C(changed) says whether the model is missing (with
     O(update), whether the registry has something newer cannot be known without pulling,
     so C(changed=false)). C(done) tells whether the model is complete, so a retry loop
     must also stop on C(ansible_check_mode).
   - In check mode on a host whose Ollama does not answer (a host new to the fleet, where a
-    real run installs Ollama first), the module does not fail. It looks for the model's
+    real run installs Ollama first), the module does not fail unless
+    O(plan_without_ollama=false). It looks for the model's
     manifest in O(models_dir) on disk (C(changed=false) when it is there, else C(changed=true))
     and warns that Ollama could not be asked. Outside check mode that is an error.
   - While a pull is not done, the task result is marked to be shown on every C(until:)
@@ -288,6 +297,7 @@ def main() -> None:
             "update": {"type": "bool", "default": False},
             "max_seconds": {"type": "int", "default": 60},
             "models_dir": {"type": "path"},
+            "plan_without_ollama": {"type": "bool", "default": True},
             **API_ARGUMENT_SPEC,
         },
         supports_check_mode=True,
@@ -305,7 +315,7 @@ def main() -> None:
         try:
             existing = client.find(name)
         except OllamaUnreachable as err:
-            if not module.check_mode:
+            if not (module.check_mode and params["plan_without_ollama"]):
                 raise
             plan = plan_without_ollama(label, name, params["models_dir"], err)
             module.warn(plan.pop("warning"))

@@ -197,6 +197,10 @@ def test_check_mode_on_a_host_without_ollama_yet_reads_the_store_on_disk(
         f"cannot reach Ollama at http://127.0.0.1:{port}: connection refused; "
         "is the service running?"
     )
+    # a task forced into check mode in a real run, only to ask, fails at once as well
+    asked = run("ollama_pull", {**args, "plan_without_ollama": False}, check=True)
+    assert asked["failed"] is True
+    assert asked["msg"] == real["msg"]
 
 
 def test_progress_shows_on_until_retries_at_default_verbosity(
