@@ -33,6 +33,18 @@ class PlaybookRun:
         )
         return {k: int(v) for k, v in (part.split("=") for part in line.split(":", 1)[1].split())}
 
+    def outcome(self, task: str) -> str:
+        """What the task named `task` (its name, without the role prefix) did: `ok`,
+        `changed`, `skipping`, `failed` or `fatal` (the first result line after its header)."""
+        lines = iter(self.out.splitlines())
+        for line in lines:
+            if line.startswith("TASK [") and line.split("]", 1)[0].endswith(task):
+                for result in lines:
+                    word = result.split(":", 1)[0]
+                    if word in ("ok", "changed", "skipping", "failed", "fatal"):
+                        return word
+        raise AssertionError(f"no result for task {task!r} in:\n{self.out[-3000:]}")
+
 
 def ansible_playbook(
     tmp_path: Path,
