@@ -375,9 +375,8 @@ def present(module: AnsibleModule, client: OllamaClient, name: ModelName) -> dic
         # registers anything: predict the registration rather than fail the dry run.
         module.warn(
             f"Ollama does not answer at {err.url} ({err.reason}): in check mode"
-            f" {name.display_shortest()} cannot be"
-            " compared with what Ollama holds; the plan shows it registered from this"
-            " Modelfile (a real run starts Ollama first)"
+            f" {name.display_shortest()} cannot be compared with what Ollama holds; the plan"
+            " shows it registered from this Modelfile (a real run starts Ollama first)"
         )
         return {
             "changed": True,

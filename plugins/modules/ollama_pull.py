@@ -254,38 +254,22 @@ def pull(
     return tracker  # pragma: no cover - the loop always returns or raises
 
 
-def plan_without_ollama(
-    label: str, name: ModelName, models_dir: str | None, err: OllamaUnreachable
-) -> dict:
+def plan_without_ollama(label: str, name: ModelName, models_dir: str | None) -> dict:
     """Check mode on a host whose Ollama does not answer: a host new to the fleet, where the
     real run installs and starts Ollama before it pulls. The model store on disk says whether
-    the model is there (its manifest); the warning says the plan could not ask Ollama."""
+    the model is there (its manifest)."""
     manifest = os.path.join(models_dir, "manifests", name.manifest_path()) if models_dir else ""
-    warning = (
-        f"Ollama does not answer at {err.url} ({err.reason}): in check mode {label} is looked"
-        f" for in the model store on disk ({models_dir or 'models_dir not given'}); a real run"
-        " starts Ollama first"
-    )
-    if manifest and os.path.isfile(manifest):
-        return {
-            "changed": False,
-            "done": True,
-            "status": "present",
-            "completed": 0,
-            "total": 0,
-            "progress": f"{label}: in the model store on disk (Ollama does not answer)",
-            "digest": None,
-            "warning": warning,
-        }
+    present = bool(manifest) and os.path.isfile(manifest)
     return {
-        "changed": True,
-        "done": False,
-        "status": "not pulled (check mode)",
+        "changed": not present,
+        "done": present,
+        "status": "present" if present else "not pulled (check mode)",
         "completed": 0,
         "total": 0,
-        "progress": f"{label}: would be pulled (Ollama does not answer yet)",
+        "progress": f"{label}: in the model store on disk (Ollama does not answer)"
+        if present
+        else f"{label}: would be pulled (Ollama does not answer yet)",
         "digest": None,
-        "warning": warning,
     }
 
 
@@ -317,9 +301,13 @@ def main() -> None:
         except OllamaUnreachable as err:
             if not (module.check_mode and params["plan_without_ollama"]):
                 raise
-            plan = plan_without_ollama(label, name, params["models_dir"], err)
-            module.warn(plan.pop("warning"))
-            module.exit_json(**plan)
+            module.warn(
+                f"Ollama does not answer at {err.url} ({err.reason}): in check mode {label} is"
+                " looked for in the model store on disk"
+                f" ({params['models_dir'] or 'models_dir not given'}); a real run starts Ollama"
+                " first"
+            )
+            module.exit_json(**plan_without_ollama(label, name, params["models_dir"]))
         if existing is not None and (not params["update"] or module.check_mode):
             size = _count(existing.get("size")) or 0
             module.exit_json(
