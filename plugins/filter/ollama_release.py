@@ -26,5 +26,4 @@ class FilterModule:
             "ollama_api_base": as_filter(release.api_base, release.ReleaseError),
             "ollama_driver_floor": as_filter(release.host_driver_floor, release.ReleaseError),
             "ollama_version_or_pinned": as_filter(release.version_or_pinned, release.ReleaseError),
-            "ollama_listener_pids": release.listener_pids,
         }

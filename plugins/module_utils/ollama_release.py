@@ -221,3 +221,57 @@ def listener_pids(ss_output: str) -> list[str]:
     """The processes that hold a listening socket, from `ss -H -l -t -n -p` lines
     (`... users:(("ollama",pid=812,fd=3),("ollama",pid=813,fd=3))`), once each."""
     return list(dict.fromkeys(re.findall(r"\bpid=([0-9]+)", str(ss_output or ""))))
+
+
+def foreign_listeners(ss_output: str, main_pid: str) -> list[str]:
+    """The `ss -H -l -t -n -p` lines of sockets held by a process other than the service's
+    main process (`main_pid`, systemd's MainPID: "0" or "" when the service does not run).
+
+    A line that names no process (ss may not read another user's sockets: in a container
+    without CAP_SYS_PTRACE even root cannot) is foreign only when the service does not run:
+    then nothing of it can hold the port; while it runs, the socket is most likely its own."""
+    main = str(main_pid or "").strip()
+    running = main not in ("", "0")
+    lines = [line for line in str(ss_output or "").splitlines() if line.strip()]
+    return [
+        line
+        for line in lines
+        if set(listener_pids(line)) - {main} or (not listener_pids(line) and not running)
+    ]
+
+
+#: What `lstat` told about one path, for install_drift: None when the path is missing.
+#: kind is "dir", "link" or "file"; target is the link's text (links only).
+PathState = dict[str, Any]
+
+
+def install_drift(
+    install_root: str, version: str, bin_link: str, paths: dict[str, PathState | None]
+) -> list[str]:
+    """How the installed layout differs from what the role's install step makes, one
+    sentence per difference (empty when the pinned version is in service as the role left it).
+
+    The layout: `<root>/versions` a directory (root:root, 0755); `<root>/current` a link to
+    `versions/<version>`; `bin_link` a link to `<root>/current/bin/ollama`; both links owned
+    by root. `paths` maps each of the three paths to its lstat (see PathState).
+    """
+    root = install_root.rstrip("/") or "/"
+    versions, current = f"{root}/versions", f"{root}/current"
+    wanted_links = {current: f"versions/{version}", bin_link: f"{root}/current/bin/ollama"}
+    drift = []
+    seen = paths.get(versions)
+    if seen is None:
+        drift.append(f"{versions} is missing")
+    elif seen.get("kind") != "dir":
+        drift.append(f"{versions} is not a directory")
+    elif (seen.get("mode"), seen.get("uid"), seen.get("gid")) != (0o755, 0, 0):
+        drift.append(f"{versions} is not root:root 0755")
+    for path, target in wanted_links.items():
+        seen = paths.get(path)
+        if seen is None:
+            drift.append(f"{path} is missing")
+        elif seen.get("kind") != "link" or seen.get("target") != target:
+            drift.append(f"{path} does not point at {target}")
+        elif (seen.get("uid"), seen.get("gid")) != (0, 0):
+            drift.append(f"{path} is not owned by root:root")
+    return drift
