@@ -17,21 +17,38 @@ from role_testing import REPO, run_role_tasks
 
 STANDIN = """#!/bin/sh
 echo "$(basename "$0") $*" >> "{calls}"
-case "$*" in
+case "$(basename "$0") $*" in
   *ExecMainStartTimestamp*) echo "{started}" ;;
+  journalctl*) cat "{journal}" ;;
   *) echo "stand-in: not expected here: $*" >&2; exit 3 ;;
 esac
 """
 
+# What Ollama logs when it starts on two GPUs (the lines the check reads).
+TWO_GPUS = (
+    'time=2026-12-07T06:00:00.000Z level=INFO source=routes.go:1950 msg="server config"\n'
+    + "".join(
+        'time=2026-12-07T06:00:01.000Z level=INFO source=types.go:42 msg="inference compute"'
+        f' id=GPU-{n} filter_id="" library=CUDA compute=9.0 name=CUDA{n}'
+        ' description="NVIDIA H100 80GB HBM3" libdirs=ollama,cuda_v12 driver=12.8'
+        f' pci_id=0000:0{n}:00.0 type=discrete total="79.6 GiB"'
+        ' available="79.1 GiB"\n'
+        for n in (0, 1)
+    )
+)
 
-def gpu_check(tmp_path: Path, *args: str, started: str = "") -> tuple[object, list[str]]:
+
+def gpu_check(
+    tmp_path: Path, *args: str, started: str = "", journal: str = ""
+) -> tuple[object, list[str]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     calls = tmp_path / "calls"
     calls.write_text("")
+    (tmp_path / "journal").write_text(journal)
     for name in ("systemctl", "journalctl"):
         tool = bin_dir / name
-        tool.write_text(STANDIN.format(calls=calls, started=started))
+        tool.write_text(STANDIN.format(calls=calls, started=started, journal=tmp_path / "journal"))
         tool.chmod(0o755)
     run = run_role_tasks(
         tmp_path,
@@ -63,7 +80,6 @@ def test_a_plan_of_a_host_whose_ollama_never_started_waits_for_the_real_run(tmp_
         "systemctl show --timestamp=unix --property ExecMainStartTimestamp --value ollama.service"
     ]
     for task in (
-        "Read Ollama's log of its first minutes since then",
         "Make sure the tier's model is loaded",
         "See where the models sit",
         "Check the tier's model is 100% on the GPUs",
@@ -80,3 +96,23 @@ def test_a_real_run_on_such_a_host_still_fails_naming_why(tmp_path, started):
         " (no start of the server in its log)"
     ) in " ".join(run.out.split())
     assert all(call.startswith("systemctl show") for call in calls), calls
+
+
+@pytest.mark.parametrize("started", ["@1796623200", "@1796623200.25"])
+def test_a_started_host_has_its_log_since_the_start_read_in_the_same_step(tmp_path, started):
+    run, calls = gpu_check(tmp_path, "--check", started=started, journal=TWO_GPUS)
+    # Its GPUs are found; the run then stops at the preload unit, which the stand-in refuses.
+    assert "Ollama found 2 CUDA device(s): NVIDIA H100 80GB HBM3, NVIDIA H100 80GB HBM3" in run.out
+    assert run.outcome("Check Ollama found the GPUs") == "ok", run.out[-4000:]
+    assert calls[:2] == [
+        "systemctl show --timestamp=unix --property ExecMainStartTimestamp --value ollama.service",
+        "journalctl --unit ollama.service --no-pager --output cat"
+        " --since @1796623199 --until @1796623800",
+    ]
+
+
+def test_a_started_host_whose_log_shows_fewer_gpus_fails_naming_them(tmp_path):
+    one_gpu = "".join(TWO_GPUS.splitlines(keepends=True)[:2])
+    run, _ = gpu_check(tmp_path, started="@1796623200", journal=one_gpu)
+    assert run.rc != 0
+    assert "found 1 CUDA device(s) at its last start, 2 expected" in " ".join(run.out.split())
