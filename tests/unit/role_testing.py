@@ -137,21 +137,37 @@ def run_role_tasks(
 
 
 def run_task_file(
-    tmp_path: Path, role: str, task_file: str, variables: dict[str, Any], *args: str
+    tmp_path: Path,
+    role: str,
+    task_file: str,
+    variables: dict[str, Any],
+    *args: str,
+    after: list[dict[str, Any]] | None = None,
+    facts: dict[str, Any] | None = None,
 ) -> PlaybookRun:
     """roles/<role>/tasks/<task_file> alone, with the role's defaults and vars and `variables`
     as extra vars (an include_role would bring the role's dependencies along, e.g. the fleet
-    CA and HAProxy); `args` go to ansible-playbook (e.g. --check)."""
+    CA and HAProxy); `args` go to ansible-playbook (e.g. --check). The tasks `after` run next
+    (to show what the file left behind). `facts` become the host's `ansible_facts` first (a
+    cacheable set_fact), as if gathered: the platform a role checks, whatever machine runs
+    the tests."""
     files = [REPO / "roles" / role / kind / "main.yml" for kind in ("defaults", "vars")]
+    before = (
+        [{"name": "Facts", "ansible.builtin.set_fact": {**facts, "cacheable": True}}]
+        if facts
+        else []
+    )
     play = {
         "vars_files": [str(path) for path in files if path.exists()],
         "tasks": [
+            *before,
             {
                 "name": f"{role} {task_file}",
                 "ansible.builtin.include_tasks": {
                     "file": str(REPO / "roles" / role / "tasks" / task_file)
                 },
-            }
+            },
+            *(after or []),
         ],
     }
     return _ansible_playbook(tmp_path, play, variables, args)
