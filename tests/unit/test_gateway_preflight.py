@@ -1,4 +1,5 @@
-"""fleet_gateway's preflight (tasks/preflight.yml): everything that could stop the gateway,
+"""fleet_gateway's preflight and plan (tasks/preflight.yml, tasks/plan.yml): everything that
+could stop the gateway,
 checked before the host changes, in few steps (its play runs on one host while the others
 wait). One check names every problem of the settings and facts, another every problem of the
 host (the fleet TLS material, the interpreter the lock was made for); then what is installed
@@ -166,3 +167,60 @@ def test_a_plan_does_not_require_the_tls_material_fleet_tls_only_planned(tmp_pat
     run, _ = preflight(tmp_path, settings)
     assert run.rc != 0
     assert "lacks ca.pem and host.crt and host.key" in flat(run)
+
+
+# The plan (tasks/plan.yml): the facts the role, the report and the firewall read in one
+# step, then one notice with what deserves one.
+
+PLAN_SHOW = {
+    "ansible.builtin.copy": {
+        "content": (
+            "{{ {'clients': __fleet_gateway_client_summary | map(attribute='name') | list,"
+            " 'serving': fleet_gateway_serving is defined,"
+            " 'config': __fleet_gateway_litellm_config is defined,"
+            " 'openings': fleet_firewall_role_openings,"
+            " 'private': fleet_firewall_role_private_ports} | to_json }}"
+        ),
+        "dest": "PLACEHOLDER",
+        "mode": "0600",
+    }
+}
+
+
+def plan(tmp_path: Path, clients: list) -> tuple:
+    out = tmp_path / "plan.json"
+    show = {"ansible.builtin.copy": {**PLAN_SHOW["ansible.builtin.copy"], "dest": str(out)}}
+    run = run_task_file(
+        tmp_path,
+        "fleet_gateway",
+        "plan.yml",
+        {
+            "role_path": str(REPO / "roles" / "fleet_gateway"),
+            "fleet_gateway_model_hosts": [],
+            "fleet_gateway_clients": clients,
+            "fleet_haproxy_metrics_address": "*",
+        },
+        after=[show],
+    )
+    return run, (json.loads(out.read_text()) if out.exists() else None)
+
+
+def test_the_plan_sets_what_the_role_the_report_and_the_firewall_read_and_warns(tmp_path):
+    run, planned = plan(tmp_path, [{"name": "app", "key": "k" * 40, "models": ["*"]}])
+    assert run.rc == 0, run.out[-4000:]
+    assert planned["clients"] == ["app"]
+    assert planned["serving"] and planned["config"]
+    names = [opening["name"] for opening in planned["openings"]]
+    assert names == ["fleet_gateway", "fleet_gateway_metrics"]
+    assert 4000 in planned["private"]
+    assert "No model host serves anything the gateway could route to" in flat(run)
+    assert "k" * 40 not in run.out
+
+
+def test_a_bad_client_stops_the_plan_before_anything_is_set(tmp_path):
+    key = "x7Qv9" * 5  # 25 characters
+    run, planned = plan(tmp_path, [{"name": "app", "key": key, "models": ["*"]}])
+    assert run.rc != 0
+    assert "the key is 25 characters, shorter than the minimum 32" in flat(run)
+    assert key not in run.out
+    assert planned is None
