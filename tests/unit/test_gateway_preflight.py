@@ -1,11 +1,10 @@
 """fleet_gateway's preflight and plan (tasks/preflight.yml, tasks/plan.yml): everything that
-could stop the gateway,
-checked before the host changes, in few steps (its play runs on one host while the others
-wait). One check names every problem of the settings and facts, another every problem of the
-host (the fleet TLS material, the interpreter the lock was made for); then what is installed
-is recorded. Run on localhost with the facts of a Debian 12 host given, an interpreter
-stand-in that reports a version, and the TLS directory and install root in the test's
-directory."""
+could stop the gateway, checked before the host changes, in few steps (its play runs on one
+host while the others wait). One check names every problem of the settings and facts,
+another every problem of the host (the fleet TLS material, the interpreter the lock was made
+for); then what is installed is recorded. Run on localhost with the facts of a Debian 12
+host given, an interpreter stand-in that reports a version, and the TLS directory and
+install root in the test's directory."""
 
 from __future__ import annotations
 
