@@ -221,6 +221,9 @@ def test_an_unauthenticated_driver_repository_key_is_refused(tmp_path: Path, var
         assert "nvidia_driver_allow_unverified_http: true" in run.out
     if variables.get("nvidia_driver_allow_unverified_http"):
         assert "WARNING: nvidia_driver_allow_unverified_http is set" in run.out
+    else:
+        # The check that carries the warning says nothing when there is none to give.
+        assert "WARNING" not in run.out
 
 
 @pytest.mark.parametrize(
@@ -395,3 +398,4 @@ def test_unauthenticated_model_bases_are_refused_then_accepted_with_a_warning(tm
         tmp_path, "ollama_models", "trust.yml", {"__ollama_models_plan": plan[2:]}
     )
     assert not pinned_only.failed, pinned_only.out
+    assert "WARNING" not in pinned_only.out
