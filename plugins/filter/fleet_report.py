@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ansible_collections.localllm.fleet.plugins.module_utils import fleet_report
+
+
+def fleet_report_host_facts(hosts: list, hostvars: Any) -> list:
+    """What the report says about each of `hosts` (in order), read from their variables on
+    the control node; hosts the report leaves out are not listed."""
+    found = (fleet_report.host_facts(name, hostvars[name]) for name in hosts)
+    return [facts for facts in found if facts is not None]
 
 
 def fleet_report_rows(facts: list) -> list:
@@ -20,6 +29,7 @@ class FilterModule:
 
     def filters(self):
         return {
+            "fleet_report_host_facts": fleet_report_host_facts,
             "fleet_report_rows": fleet_report_rows,
             "fleet_report_serving": fleet_report.combine_serving,
             "fleet_report_unplaced": fleet_report_unplaced,

@@ -72,6 +72,44 @@ def _loaded_cells(facts: dict[str, Any], now: float) -> tuple[str, str]:
     return ", ".join(kept) or "-", ", ".join(percent) or "-"
 
 
+_FALSE_WORDS = {"false", "no", "off", "0", "n", "f", ""}
+
+
+def _enabled(value: Any) -> bool:
+    """An inventory flag as Ansible's `bool` filter reads it (strings like "false" are false)."""
+    if isinstance(value, str):
+        return value.strip().lower() not in _FALSE_WORDS
+    return bool(value)
+
+
+def host_facts(name: str, variables: Any) -> dict[str, Any] | None:
+    """What the report says about one host, from its variables (the inventory's, gpu_tier's,
+    and what this run registered: `__ollama_models_info` from the ollama_models role's
+    info.yml, the smoke test's results). None for a host the report leaves out
+    (`gpu_tier_probe: false`). Never the prompts or answers: only model names, versions and
+    the smoke test's figures."""
+    if not _enabled(variables.get("gpu_tier_probe", True)):
+        return None
+    info = variables.get("__ollama_models_info") or {"skipped": True}
+    asked = not info.get("skipped", False)
+    served = asked and info.get("version") is not None
+    namespace = variables.get("ollama_models_namespace", "fleet")
+    models = [m.get("name", "") for m in info.get("models") or []] if served else []
+    return {
+        "host": name,
+        "gpu_devices": variables.get("gpu_devices") or [],
+        "gpu_count": variables.get("gpu_count"),
+        "tier": variables.get("gpu_tier"),
+        "status": variables.get("gpu_probe_status"),
+        "reason": variables.get("gpu_tier_reason"),
+        "models": [m for m in models if str(m).startswith(f"{namespace}/")],
+        "running": list(info.get("running") or []) if served else [],
+        "ollama_version": info.get("version") if served else None,
+        "ollama_error": str(info.get("msg", "no answer")) if asked and not served else "",
+        "smoke": list(variables.get("ollama_models_smoke_results") or []),
+    }
+
+
 def host_row(facts: dict[str, Any], now: float | None = None) -> dict[str, str]:
     """One row from what report.yml gathered about a host (missing pieces shown as such)."""
     smoke = facts.get("smoke") or []

@@ -180,3 +180,92 @@ def test_report_yml_shows_what_the_gateways_serve(tmp_path):
     assert "`https://gw1.example:8443/v1`" in markdown
     assert "| fleet/deepseek-r1:671b | h100-1, h100-2 |" in markdown
     assert "endpoint: https://gw1.example:8443/v1" in run.stdout
+
+
+# What the report says about each host, read from its variables on the control node
+# (report.yml: no step on every host to copy them into a fact).
+
+INFO = {
+    "version": "0.32.15",
+    "models": [{"name": "fleet/qwq:32b"}, {"name": "qwq:32b"}, {"name": "fleet2/x:1b"}],
+    "running": [{"name": "fleet/qwq:32b", "size_vram": 1}],
+}
+
+
+def test_a_served_host_lists_its_namespace_models_and_version():
+    facts = fr.host_facts(
+        "rtx4090",
+        {"gpu_tier": "workstation", "gpu_count": 1, "__ollama_models_info": INFO,
+         "ollama_models_smoke_results": [{"model": "fleet/qwq:32b", "ok": True}]},
+    )  # fmt: skip
+    assert facts["host"] == "rtx4090" and facts["tier"] == "workstation"
+    assert facts["models"] == ["fleet/qwq:32b"]
+    assert facts["running"] == INFO["running"]
+    assert facts["ollama_version"] == "0.32.15" and facts["ollama_error"] == ""
+    assert facts["smoke"] == [{"model": "fleet/qwq:32b", "ok": True}]
+    other = fr.host_facts("h", {"__ollama_models_info": INFO, "ollama_models_namespace": "fleet2"})
+    assert other["models"] == ["fleet2/x:1b"]
+
+
+def test_a_host_whose_ollama_did_not_answer_says_why():
+    failed = {"failed": True, "msg": "cannot reach Ollama at http://127.0.0.1:11434"}
+    facts = fr.host_facts("t4", {"gpu_tier": "entry", "__ollama_models_info": failed})
+    assert facts["ollama_error"] == "cannot reach Ollama at http://127.0.0.1:11434"
+    assert facts["models"] == [] and facts["ollama_version"] is None
+
+
+def test_a_host_not_asked_has_a_row_without_an_error():
+    for info in (None, {"skipped": True, "skip_reason": "Conditional result was False"}):
+        facts = fr.host_facts("gw1", {"__ollama_models_info": info} if info else {})
+        assert facts["ollama_error"] == "" and facts["ollama_version"] is None
+        assert facts["gpu_devices"] == [] and facts["smoke"] == []
+
+
+@pytest.mark.parametrize("flag", [False, "false", "no", "0"])
+def test_a_host_the_inventory_leaves_out_has_no_row(flag):
+    assert fr.host_facts("mirror", {"gpu_tier_probe": flag}) is None
+
+
+@pytest.mark.parametrize("flag", [True, "true", "yes"])
+def test_a_host_kept_in_has_a_row(flag):
+    assert fr.host_facts("cpu", {"gpu_tier_probe": flag})["host"] == "cpu"
+
+
+@pytest.mark.controller
+def test_report_yml_rows_are_the_hosts_the_play_covered(tmp_path):
+    """report.yml end to end: every host of its first play has a row, read on the control
+    node; a host left out by --limit or by gpu_tier_probe: false has none."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    # No Ollama on the machine running the tests: the hosts have no tier, so none is asked.
+    hosts = {
+        "cpu-a": {**local, "gpu_tier": None, "gpu_tier_reason": "no GPU: CPU tier off"},
+        "cpu-b": {**local, "gpu_tier": None, "gpu_tier_reason": "probe failed"},
+        "mirror": {**local, "gpu_tier_probe": False},
+    }
+    inventory = tmp_path / "hosts.json"
+    inventory.write_text(json.dumps({"all": {"hosts": hosts}}))
+    out = tmp_path / "out"
+    command = [str(repo / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory)]
+    command += [str(repo / "playbooks" / "report.yml"), "-e", f"report_dir={out}"]
+    env = {**os.environ, "ANSIBLE_CONFIG": str(repo / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    env["ANSIBLE_CACHE_PLUGIN"] = "ansible.builtin.memory"
+    for limit, rows in ((None, ["cpu-a", "cpu-b"]), ("cpu-b,localhost", ["cpu-b"])):
+        run = subprocess.run(
+            command + (["--limit", limit] if limit else []),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+            check=False,
+        )
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+        markdown = (out / "fleet-report.md").read_text()
+        found = [host for host in hosts if f"| {host} |" in markdown]
+        assert found == rows, markdown
