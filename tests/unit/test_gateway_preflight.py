@@ -65,6 +65,7 @@ def preflight(tmp_path: Path, settings: dict, *args: str, facts: dict | None = N
             "content": (
                 "{{ {'version': __fleet_gateway_version,"
                 " 'current': __fleet_gateway_current_version,"
+                " 'previous': __fleet_gateway_previous_version,"
                 " 'installed': __fleet_gateway_target_installed} | to_json }}"
             ),
             "dest": str(out),
@@ -92,7 +93,12 @@ def test_a_converged_gateway_passes_and_its_install_is_recorded(tmp_path):
     settings = {**host(tmp_path), "fleet_gateway_python": str(python_reporting(tmp_path, "3.11.2"))}
     run, recorded = preflight(tmp_path, settings)
     assert run.rc == 0, run.out[-4000:]
-    assert recorded == {"version": wheelhouse_id(), "current": wheelhouse_id(), "installed": True}
+    assert recorded == {
+        "version": wheelhouse_id(),
+        "current": wheelhouse_id(),
+        "previous": wheelhouse_id(),
+        "installed": True,
+    }
     assert (
         run.outcome(
             "Say when the patch level differs from the lock's (environment markers may differ)"
@@ -108,7 +114,12 @@ def test_a_fresh_gateway_has_nothing_installed_and_hears_about_the_patch_level(t
     }
     run, recorded = preflight(tmp_path, settings)
     assert run.rc == 0, run.out[-4000:]
-    assert recorded == {"version": wheelhouse_id(), "current": "", "installed": False}
+    assert recorded == {
+        "version": wheelhouse_id(),
+        "current": "",
+        "previous": "",
+        "installed": False,
+    }
     assert "was resolved with Python 3.11.2 and this host has 3.11.9" in flat(run)
 
 
@@ -161,7 +172,12 @@ def test_a_plan_does_not_require_the_tls_material_fleet_tls_only_planned(tmp_pat
     }
     run, recorded = preflight(tmp_path, settings, "--check")
     assert run.rc == 0, run.out[-4000:]
-    assert recorded == {"version": wheelhouse_id(), "current": "", "installed": False}
+    assert recorded == {
+        "version": wheelhouse_id(),
+        "current": "",
+        "previous": "",
+        "installed": False,
+    }
     # A real run refuses the same host.
     run, _ = preflight(tmp_path, settings)
     assert run.rc != 0
