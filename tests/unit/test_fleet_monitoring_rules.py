@@ -128,6 +128,32 @@ def test_overrides_change_durations_and_thresholds(tmp_path):
             {"OllamaDown": {"for": "two minutes"}},
             "Alert OllamaDown: `for` must be a Prometheus duration",
         ),
+        ({"OllamaDown": {"for": 5}}, "Alert OllamaDown: `for` must be a Prometheus duration"),
+        # Every problem in one message.
+        (
+            {
+                "GpuTooHot": {"celsius": 80},
+                "OllamaDown": {"for": "2 min"},
+                "GpuMissing": {"for": "x"},
+            },
+            "names alerts that do not exist: GpuTooHot",
+        ),
+        (
+            {
+                "GpuTooHot": {"celsius": 80},
+                "OllamaDown": {"for": "2 min"},
+                "GpuMissing": {"for": "x"},
+            },
+            "(got 2 min)",
+        ),
+        (
+            {
+                "GpuTooHot": {"celsius": 80},
+                "OllamaDown": {"for": "2 min"},
+                "GpuMissing": {"for": "x"},
+            },
+            "Alert GpuMissing: `for` must be a Prometheus duration",
+        ),
     ],
 )
 def test_bad_alert_settings_are_refused_by_name(overrides, message):
@@ -201,3 +227,12 @@ def test_rules_and_dashboard_use_only_metrics_the_collector_writes(rendered):
     used_text = (rendered / RULES).read_text() + "\n".join(_dashboard_exprs())
     used = set(re.findall(r"\b(localllm_[a-z_]+)", used_text)) - {"localllm_fleet"}
     assert used - written == set()
+
+
+def test_the_default_alert_settings_and_good_overrides_pass():
+    for overrides in ({}, {"OllamaDown": {"for": "90s"}, "GpuTemperatureHigh": {"celsius": 80}}):
+        run = ansible_playbook(
+            "preflight.yml", "--tags", "always", "-e",
+            json.dumps({"fleet_monitoring_alerts_overrides": overrides}),
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout[-3000:]
