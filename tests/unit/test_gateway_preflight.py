@@ -58,6 +58,11 @@ def host(tmp_path: Path, *, tls: tuple[str, ...] = ("ca.pem", "host.crt", "host.
     return {"fleet_tls_dir": str(tls_dir), "fleet_gateway_install_root": str(root)}
 
 
+def nothing_installed() -> dict:
+    """What the preflight records on a host without the locked version in service."""
+    return {"version": wheelhouse_id(), "current": "", "previous": "", "installed": False}
+
+
 def preflight(tmp_path: Path, settings: dict, *args: str, facts: dict | None = None):
     out = tmp_path / "recorded.json"
     show = {
@@ -114,12 +119,7 @@ def test_a_fresh_gateway_has_nothing_installed_and_hears_about_the_patch_level(t
     }
     run, recorded = preflight(tmp_path, settings)
     assert run.rc == 0, run.out[-4000:]
-    assert recorded == {
-        "version": wheelhouse_id(),
-        "current": "",
-        "previous": "",
-        "installed": False,
-    }
+    assert recorded == nothing_installed()
     assert "was resolved with Python 3.11.2 and this host has 3.11.9" in flat(run)
 
 
@@ -172,12 +172,7 @@ def test_a_plan_does_not_require_the_tls_material_fleet_tls_only_planned(tmp_pat
     }
     run, recorded = preflight(tmp_path, settings, "--check")
     assert run.rc == 0, run.out[-4000:]
-    assert recorded == {
-        "version": wheelhouse_id(),
-        "current": "",
-        "previous": "",
-        "installed": False,
-    }
+    assert recorded == nothing_installed()
     # A real run refuses the same host.
     run, _ = preflight(tmp_path, settings)
     assert run.rc != 0
