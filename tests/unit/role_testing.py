@@ -144,13 +144,14 @@ def run_task_file(
     *args: str,
     after: list[dict[str, Any]] | None = None,
     facts: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
 ) -> PlaybookRun:
     """roles/<role>/tasks/<task_file> alone, with the role's defaults and vars and `variables`
     as extra vars (an include_role would bring the role's dependencies along, e.g. the fleet
     CA and HAProxy); `args` go to ansible-playbook (e.g. --check). The tasks `after` run next
     (to show what the file left behind). `facts` become the host's `ansible_facts` first (a
     cacheable set_fact), as if gathered: the platform a role checks, whatever machine runs
-    the tests."""
+    the tests. `env` adds to ansible-playbook's environment (e.g. stand-ins first on PATH)."""
     files = [REPO / "roles" / role / kind / "main.yml" for kind in ("defaults", "vars")]
     before = (
         [{"name": "Facts", "ansible.builtin.set_fact": {**facts, "cacheable": True}}]
@@ -170,7 +171,7 @@ def run_task_file(
             *(after or []),
         ],
     }
-    return _ansible_playbook(tmp_path, play, variables, args)
+    return _ansible_playbook(tmp_path, play, variables, args, env)
 
 
 def render_template(
