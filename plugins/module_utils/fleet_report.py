@@ -12,6 +12,8 @@ import html
 import time
 from typing import Any
 
+from ansible.module_utils.parsing.convert_bool import boolean
+
 from ansible_collections.localllm.fleet.plugins.module_utils.models_plan import (
     KEPT_LOADED_SECONDS,
     expires_in,
@@ -72,23 +74,14 @@ def _loaded_cells(facts: dict[str, Any], now: float) -> tuple[str, str]:
     return ", ".join(kept) or "-", ", ".join(percent) or "-"
 
 
-_FALSE_WORDS = {"false", "no", "off", "0", "n", "f", ""}
-
-
-def _enabled(value: Any) -> bool:
-    """An inventory flag as Ansible's `bool` filter reads it (strings like "false" are false)."""
-    if isinstance(value, str):
-        return value.strip().lower() not in _FALSE_WORDS
-    return bool(value)
-
-
 def host_facts(name: str, variables: Any) -> dict[str, Any] | None:
     """What the report says about one host, from its variables (the inventory's, gpu_tier's,
     and what this run registered: `__ollama_models_info` from the ollama_models role's
     info.yml, the smoke test's results). None for a host the report leaves out
     (`gpu_tier_probe: false`). Never the prompts or answers: only model names, versions and
     the smoke test's figures."""
-    if not _enabled(variables.get("gpu_tier_probe", True)):
+    # As report.yml's first play reads the flag (`| bool`: Ansible's lenient conversion).
+    if not boolean(variables.get("gpu_tier_probe", True), strict=False):
         return None
     info = variables.get("__ollama_models_info") or {"skipped": True}
     asked = not info.get("skipped", False)
