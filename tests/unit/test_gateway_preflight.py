@@ -179,8 +179,8 @@ def test_a_plan_does_not_require_the_tls_material_fleet_tls_only_planned(tmp_pat
     assert "lacks ca.pem and host.crt and host.key" in flat(run)
 
 
-# The plan (tasks/plan.yml): the facts the role, the report and the firewall read in one
-# step, then one notice with what deserves one.
+# The plan (tasks/plan.yml): the plan, then the facts the role, the report and the firewall
+# read, then one notice with what deserves one.
 
 PLAN_SHOW = {
     "ansible.builtin.copy": {
