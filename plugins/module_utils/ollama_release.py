@@ -232,12 +232,12 @@ def foreign_listeners(ss_output: str, main_pid: str) -> list[str]:
     then nothing of it can hold the port; while it runs, the socket is most likely its own."""
     main = str(main_pid or "").strip()
     running = main not in ("", "0")
-    lines = [line for line in str(ss_output or "").splitlines() if line.strip()]
-    return [
-        line
-        for line in lines
-        if set(listener_pids(line)) - {main} or (not listener_pids(line) and not running)
-    ]
+    foreign = []
+    for line in str(ss_output or "").splitlines():
+        holders = set(listener_pids(line))
+        if line.strip() and (holders - {main} if holders else not running):
+            foreign.append(line)
+    return foreign
 
 
 #: What `lstat` told about one path, for install_drift: None when the path is missing.
