@@ -13,13 +13,14 @@ import os
 from pathlib import Path
 
 import pytest
+from json_http import serve_json
 from role_testing import REPO, run_role_tasks
 
 STANDIN = """#!/bin/sh
 echo "$(basename "$0") $*" >> "{calls}"
 case "$(basename "$0") $*" in
   *ExecMainStartTimestamp*) echo "{started}" ;;
-  journalctl*) cat "{journal}" ;;
+  journalctl*) [ -e "{journal}.fails" ] && {{ echo "No journal files were found." >&2; exit 1; }}; cat "{journal}" ;;
   *) echo "stand-in: not expected here: $*" >&2; exit 3 ;;
 esac
 """
@@ -39,7 +40,13 @@ TWO_GPUS = (
 
 
 def gpu_check(
-    tmp_path: Path, *args: str, started: str = "", journal: str = ""
+    tmp_path: Path,
+    *args: str,
+    started: str = "",
+    journal: str = "",
+    kept: str = "fleet/deepseek-r1:70b",
+    api_url: str = "http://127.0.0.1:9",  # nothing listens here: the check must not ask
+    after: list[dict] | None = None,
 ) -> tuple[object, list[str]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -59,11 +66,11 @@ def gpu_check(
             "ollama_models_smoke_expect_gpu": True,
             "ollama_models_gpu_check_devices": 2,
             "__ollama_models_plan": [{"target": "fleet/deepseek-r1:70b"}],
-            "__ollama_models_kept": "fleet/deepseek-r1:70b",
-            # nothing listens here: the check must not ask
-            "ollama_models_api_url": "http://127.0.0.1:9",
+            "__ollama_models_kept": kept,
+            "ollama_models_api_url": api_url,
         },
         args=args,
+        after=after,
         env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
     )
     return run, calls.read_text().splitlines()
@@ -116,3 +123,54 @@ def test_a_started_host_whose_log_shows_fewer_gpus_fails_naming_them(tmp_path):
     run, _ = gpu_check(tmp_path, started="@1796623200", journal=one_gpu)
     assert run.rc != 0
     assert "found 1 CUDA device(s) at its last start, 2 expected" in " ".join(run.out.split())
+
+
+# A server in use logs a line per request: what a busy host logged in its first minutes.
+REQUESTS = "".join(
+    f'[GIN] 2026/12/07 - 06:0{n % 10}:00 | 200 |  1.2s | 10.0.0.{n} | POST "/api/chat"\n'
+    for n in range(2000)
+)
+
+
+def test_only_the_lines_the_check_reads_leave_the_host(tmp_path):
+    # The start's lines among two thousand request lines: the GPUs are found, and only those
+    # three lines (after the start's epoch) come back to the control node.
+    journal = REQUESTS + TWO_GPUS + REQUESTS
+    with serve_json({"/api/ps": {"models": []}}) as url:
+        run, _ = gpu_check(
+            tmp_path,
+            started="@1796623200",
+            journal=journal,
+            kept="",  # no model kept loaded: /api/ps is read, no placement is checked
+            api_url=url,
+            after=[
+                {
+                    "name": "Show what came back",
+                    "ansible.builtin.debug": {
+                        "msg": "LINES={{ __ollama_models_started_at.stdout_lines | length }}"
+                        " REQUESTS={{ __ollama_models_started_at.stdout is search('GIN') }}"
+                    },
+                }
+            ],
+        )
+    assert run.rc == 0, run.out[-4000:]
+    assert run.outcome("Check Ollama found the GPUs") == "ok"
+    # the start's epoch, then the server config line and the two GPUs' lines
+    assert "LINES=4 REQUESTS=False" in run.out, run.out[-3000:]
+
+
+def test_a_log_without_any_such_line_is_a_failed_check_not_a_failed_read(tmp_path):
+    run, _ = gpu_check(tmp_path, started="@1796623200", journal=REQUESTS, kept="")
+    assert run.rc != 0
+    assert run.outcome("Read when Ollama last started, and its log of its first minutes since then") == "ok"
+    assert "found 0 CUDA device(s) at its last start, 2 expected (no start of the server in its log)" in " ".join(
+        run.out.split()
+    )
+
+
+def test_a_journal_that_cannot_be_read_fails_the_read_with_journalctl_s_words(tmp_path):
+    (tmp_path / "journal.fails").write_text("")
+    run, _ = gpu_check(tmp_path, started="@1796623200", journal=TWO_GPUS, kept="")
+    assert run.rc != 0
+    assert run.outcome("Read when Ollama last started, and its log of its first minutes since then") == "fatal"
+    assert "No journal files were found." in run.out
