@@ -4,6 +4,7 @@ are refused before any host is touched."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -353,6 +354,46 @@ def test_every_gpu_plan_problem_is_named_in_one_refusal(tmp_path: Path):
         "nvidia_driver_source: cuda"
     ) in text
     assert "falls back to the CPU. Nothing was changed." in text
+
+
+def test_a_host_without_nvidia_gpus_is_told_why_there_is_nothing_to_do(tmp_path: Path):
+    variables = {
+        **HGX_H100_ON_DEBIAN_12,
+        "gpu_devices": [],
+        "gpu_nvswitch": False,
+        "gpu_probe_status": "cpu",
+        "gpu_tier_reason": "no NVIDIA GPU on the PCI bus",
+    }
+    run = run_role_tasks(tmp_path, "nvidia_driver", "preflight.yml", variables)
+    assert not run.failed, run.out
+    text = " ".join(run.out.split())
+    assert (
+        "nvidia_driver: nothing to do on localhost: gpu_tier found no NVIDIA GPU"
+        " (no NVIDIA GPU on the PCI bus)"
+    ) in text
+    assert "Nothing was changed." not in text
+
+
+def test_a_host_that_cannot_tell_whether_it_has_gpus_is_refused(tmp_path: Path):
+    """No GPUs from the inventory, no nvidia-smi, and a PCI listing that fails: the role
+    cannot tell, and says what to install instead of guessing "no GPU"."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    lspci = bin_dir / "lspci"
+    lspci.write_text("#!/bin/sh\necho 'pcilib: Cannot open /proc/bus/pci' >&2\nexit 1\n")
+    lspci.chmod(0o755)
+    facts = {"ansible_facts": HGX_H100_ON_DEBIAN_12["ansible_facts"], "ollama_version": "0.32.15"}
+    run = run_role_tasks(
+        tmp_path,
+        "nvidia_driver",
+        "preflight.yml",
+        facts,
+        env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+    )
+    assert run.failed, run.out
+    text = " ".join(run.out.split())
+    assert "cannot tell whether localhost has NVIDIA GPUs: nvidia-smi says" in text, text[-3000:]
+    assert "install pciutils" in text
 
 
 def test_unauthenticated_model_bases_are_refused_then_accepted_with_a_warning(tmp_path: Path):
