@@ -8,13 +8,32 @@ import os
 from pathlib import Path
 
 import pytest
-from role_testing import render_template, run_role_tasks
+from role_testing import render_template
+from role_testing import run_role_tasks as _run_role_tasks
 
 pytestmark = pytest.mark.controller  # ansible-playbook runs the task files
 
 UNIT = "etc/systemd/system/ollama.service.j2"
 DROPIN = "etc/systemd/system/ollama.service.d/override.conf.j2"
 PINNED = {"ollama_checksum": "ab" * 32}
+# The ollama role checks the platform in the same step as its settings: the facts of a
+# supported host, as if gathered (the role gathers only what the fact cache lacks).
+DEBIAN_12 = {
+    "service_mgr": "systemd",
+    "distribution": "Debian",
+    "distribution_version": "12.8",
+    "distribution_major_version": "12",
+    "os_family": "Debian",
+    "architecture": "x86_64",
+}
+
+
+def run_role_tasks(tmp_path: Path, role: str, tasks_from: str, variables: dict, **kwargs):
+    """role_testing's, with the ollama role given DEBIAN_12's facts unless a test brings its
+    own."""
+    if role == "ollama" and "ansible_facts" not in variables:
+        variables = {"ansible_facts": DEBIAN_12, **variables}
+    return _run_role_tasks(tmp_path, role, tasks_from, variables, **kwargs)
 
 
 def test_a_carriage_return_in_the_environment_is_refused_before_anything_changes(tmp_path: Path):
@@ -155,6 +174,45 @@ def test_removing_ollama_does_not_check_what_it_would_install(tmp_path: Path):
 def test_the_default_settings_pass(tmp_path: Path):
     run = run_role_tasks(tmp_path, "ollama", "settings.yml", PINNED)
     assert not run.failed, run.out
+    # nothing to warn about: the check says nothing
+    assert "not tested in CI" not in run.out and "WARNING" not in run.out
+
+
+@pytest.mark.parametrize(
+    ("facts", "message"),
+    [
+        (
+            {**DEBIAN_12, "service_mgr": "sysvinit"},
+            "localhost is managed by sysvinit, not systemd; the role runs Ollama as a systemd"
+            " service.",
+        ),
+        (
+            {**DEBIAN_12, "distribution": "Alpine", "distribution_major_version": "3"},
+            "Alpine 3 is not supported. Tested: Debian 12",
+        ),
+    ],
+)
+def test_a_host_the_role_cannot_serve_is_refused_with_the_settings_problems(
+    tmp_path: Path, facts, message
+):
+    """The platform and the settings are one check: a wrong host and a wrong setting are
+    named in the same refusal."""
+    variables = {"ansible_facts": facts, "ollama_store_dir": "/srv/models 100%h", **PINNED}
+    run = run_role_tasks(tmp_path, "ollama", "settings.yml", variables)
+    assert run.failed
+    text = " ".join(run.out.split())
+    assert message in text
+    assert "ollama_store_dir '/srv/models 100%h' contains whitespace" in text
+    assert "Nothing was changed." in text
+
+
+def test_an_untested_platform_is_served_with_a_warning(tmp_path: Path):
+    facts = {**DEBIAN_12, "distribution": "Rocky", "distribution_major_version": "9"}
+    run = run_role_tasks(tmp_path, "ollama", "settings.yml", {"ansible_facts": facts, **PINNED})
+    assert not run.failed, run.out
+    assert "Rocky 9: supported from upstream" in " ".join(
+        run.out.split()
+    )
 
 
 # ---------------------------------------------------------------------------- trust
