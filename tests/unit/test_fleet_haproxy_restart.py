@@ -19,7 +19,9 @@ def _decided(tmp_path, files) -> str:
         "tasks": [
             {
                 "name": "Show the decision",
-                "ansible.builtin.debug": {"msg": "DROPIN_CHANGED={{ _fleet_haproxy_dropin_changed }}"},
+                "ansible.builtin.debug": {
+                    "msg": "DROPIN_CHANGED={{ _fleet_haproxy_dropin_changed }}"
+                },
             }
         ],
     }

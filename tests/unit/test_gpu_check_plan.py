@@ -20,7 +20,9 @@ STANDIN = """#!/bin/sh
 echo "$(basename "$0") $*" >> "{calls}"
 case "$(basename "$0") $*" in
   *ExecMainStartTimestamp*) echo "{started}" ;;
-  journalctl*) [ -e "{journal}.fails" ] && {{ echo "No journal files were found." >&2; exit 1; }}; cat "{journal}" ;;
+  journalctl*)
+    [ -e "{journal}.fails" ] && {{ echo "No journal files were found." >&2; exit 1; }}
+    cat "{journal}" ;;
   *) echo "stand-in: not expected here: $*" >&2; exit 3 ;;
 esac
 """
@@ -162,9 +164,13 @@ def test_only_the_lines_the_check_reads_leave_the_host(tmp_path):
 def test_a_log_without_any_such_line_is_a_failed_check_not_a_failed_read(tmp_path):
     run, _ = gpu_check(tmp_path, started="@1796623200", journal=REQUESTS, kept="")
     assert run.rc != 0
-    assert run.outcome("Read when Ollama last started, and its log of its first minutes since then") == "ok"
-    assert "found 0 CUDA device(s) at its last start, 2 expected (no start of the server in its log)" in " ".join(
-        run.out.split()
+    assert (
+        run.outcome("Read when Ollama last started, and its log of its first minutes since then")
+        == "ok"
+    )
+    assert (
+        "found 0 CUDA device(s) at its last start, 2 expected (no start of the server in its log)"
+        in " ".join(run.out.split())
     )
 
 
@@ -172,5 +178,8 @@ def test_a_journal_that_cannot_be_read_fails_the_read_with_journalctl_s_words(tm
     (tmp_path / "journal.fails").write_text("")
     run, _ = gpu_check(tmp_path, started="@1796623200", journal=TWO_GPUS, kept="")
     assert run.rc != 0
-    assert run.outcome("Read when Ollama last started, and its log of its first minutes since then") == "fatal"
+    assert (
+        run.outcome("Read when Ollama last started, and its log of its first minutes since then")
+        == "fatal"
+    )
     assert "No journal files were found." in run.out

@@ -210,9 +210,7 @@ def test_an_untested_platform_is_served_with_a_warning(tmp_path: Path):
     facts = {**DEBIAN_12, "distribution": "Rocky", "distribution_major_version": "9"}
     run = run_role_tasks(tmp_path, "ollama", "settings.yml", {"ansible_facts": facts, **PINNED})
     assert not run.failed, run.out
-    assert "Rocky 9: supported from upstream" in " ".join(
-        run.out.split()
-    )
+    assert "Rocky 9: supported from upstream" in " ".join(run.out.split())
 
 
 # ---------------------------------------------------------------------------- trust
