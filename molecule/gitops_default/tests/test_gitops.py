@@ -314,7 +314,8 @@ def test_the_first_plan_shows_the_fresh_host_set_up(fleet, gate_held):
         "localllm.fleet.ollama : Install the service unit",
         "localllm.fleet.ollama_models : Pull the bases from the registry"
         " (resumes; progress every slice)",
-        "localllm.fleet.fleet_exporters : Write node_exporter's options and harden its unit",
+        "localllm.fleet.fleet_exporters : Write node_exporter's options and harden its unit,"
+        " and install the collector's service and timer",
     ):
         assert task in changed, sorted(changed)
     # the model the host would serve, as a diff of its Modelfile, and why Ollama is not asked
