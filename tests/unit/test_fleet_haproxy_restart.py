@@ -5,17 +5,49 @@ and reload it (seamless: streams in flight finish) when only the configuration d
 from __future__ import annotations
 
 import pytest
+import yaml
 from role_testing import REPO, ansible_playbook
 
 pytestmark = pytest.mark.controller  # ansible-playbook evaluates the role's variable
 
+ROLE = REPO / "roles" / "fleet_haproxy"
+DROPIN = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["_fleet_haproxy_dropin"]
+CONFIG = "/etc/haproxy/haproxy.cfg"
 
-def _decided(tmp_path, files) -> str:
+
+def _result(dest: str, changed: bool) -> dict:
+    return {"changed": changed, "item": {"dest": dest}}
+
+
+def test_the_looped_step_writes_the_drop_in_the_decision_looks_for():
+    tasks = yaml.safe_load((ROLE / "tasks" / "main.yml").read_text())
+    step = next(task for task in tasks if task.get("register") == "__fleet_haproxy_files")
+    dests = [item["dest"] for item in step["loop"]]
+    assert "{{ _fleet_haproxy_dropin }}" in dests
+    assert len(dests) == 2  # the drop-in and the global configuration
+
+
+@pytest.mark.parametrize(
+    ("results", "changed"),
+    [
+        # the drop-in changed: restart, with a daemon reload (wherever it sits in the loop)
+        ([_result(DROPIN, True), _result(CONFIG, False)], True),
+        ([_result(CONFIG, False), _result(DROPIN, True)], True),
+        # only the global configuration changed: a reload
+        ([_result(DROPIN, False), _result(CONFIG, True)], False),
+        ([_result(DROPIN, False), _result(CONFIG, False)], False),
+        # the step did not run (tags): nothing changed
+        (None, False),
+    ],
+)
+def test_only_a_changed_drop_in_restarts_haproxy(tmp_path, results, changed):
     play = {
         "hosts": "localhost",
         "gather_facts": False,
-        "vars_files": [str(REPO / "roles" / "fleet_haproxy" / "vars" / "main.yml")],
-        "vars": {} if files is None else {"__fleet_haproxy_files": files},
+        "vars_files": [str(ROLE / "vars" / "main.yml")],
+        "vars": {}
+        if results is None
+        else {"__fleet_haproxy_files": {"changed": True, "results": results}},
         "tasks": [
             {
                 "name": "Show the decision",
@@ -27,21 +59,4 @@ def _decided(tmp_path, files) -> str:
     }
     run = ansible_playbook(tmp_path, [play])
     assert run.rc == 0, run.out[-3000:]
-    return run.out
-
-
-@pytest.mark.parametrize(
-    ("files", "changed"),
-    [
-        # the drop-in (first item) changed: restart, with a daemon reload
-        ({"changed": True, "results": [{"changed": True}, {"changed": False}]}, True),
-        ({"changed": True, "results": [{"changed": True}, {"changed": True}]}, True),
-        # only the global configuration changed: a reload
-        ({"changed": True, "results": [{"changed": False}, {"changed": True}]}, False),
-        ({"changed": False, "results": [{"changed": False}, {"changed": False}]}, False),
-        # the step did not run (tags): nothing changed
-        (None, False),
-    ],
-)
-def test_only_a_changed_drop_in_restarts_haproxy(tmp_path, files, changed):
-    assert f"DROPIN_CHANGED={changed}" in _decided(tmp_path, files)
+    assert f"DROPIN_CHANGED={changed}" in run.out
