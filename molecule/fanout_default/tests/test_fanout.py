@@ -307,14 +307,16 @@ def test_a_corrupted_piece_from_a_rogue_peer_is_caught_and_never_installed():
         "        blob.write(bytes([value ^ 0xFF]))\n"
         "FLIP"
     )
-    # What c receives from the rogue, counted on c.
+    # What c receives from the rogue, counted on c: every TCP byte from b's address, over the
+    # connection c opens to the rogue's port and the one the rogue opens to c (BitTorrent keeps
+    # one of the two, whichever the timing picks).
     c = on("fanout-c")
     c.check_output(
         "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null"
         " && nft add table inet fanout_test"
         " && nft add chain inet fanout_test input '{ type filter hook input priority -10; }'"
         " && nft add rule inet fanout_test input"
-        f" ip saddr {HOSTS['fanout-b']} tcp sport 6882 counter"
+        f" ip saddr {HOSTS['fanout-b']} meta l4proto tcp counter"
     )
     started = {}
 
