@@ -17,6 +17,7 @@ them; errors are MonitoringError with what to change.
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "scrape_configs",
     "scrape_targets",
     "smoke_record",
+    "smoke_stamp_record",
 ]
 
 SPECIAL_GROUPS = ("gateway", "monitoring")
@@ -217,3 +219,31 @@ def smoke_record(results: Any, timestamp: float) -> dict[str, Any]:
             }
         )
     return {"timestamp": int(timestamp), "results": entries}
+
+
+# Bigger than any stamp the role writes (a digest and a few figures per model).
+SMOKE_STAMP_MAX_BYTES = 65536
+
+
+def smoke_stamp_record(text: str) -> dict[str, Any] | None:
+    """The last passing smoke test's figures from the ollama_models role's stamp
+    (`.smoke-passed`): its first line is the digest of what was tested (which decides whether
+    the next run tests again), its second the test's record in smoke_record's shape. None for
+    a stamp without a record (an older release's, the digest alone): the next test writes one.
+    The record is rebuilt through smoke_record, so whatever else an edited stamp holds (text
+    a model wrote, say) is dropped; a stamp that is not one raises MonitoringError."""
+    if len(text) > SMOKE_STAMP_MAX_BYTES:
+        raise MonitoringError(f"the smoke stamp is {len(text)} bytes, more than a stamp holds")
+    lines = text.splitlines()
+    if len(lines) < 2 or not lines[1].strip():
+        return None
+    try:
+        record = json.loads(lines[1])
+    except ValueError as exc:
+        raise MonitoringError(f"the smoke stamp's record is not JSON ({exc})") from exc
+    if not isinstance(record, Mapping):
+        raise MonitoringError("the smoke stamp's record is not an object")
+    stamp = record.get("timestamp")
+    if not isinstance(stamp, int) or isinstance(stamp, bool) or stamp < 0:
+        raise MonitoringError(f"the smoke stamp's timestamp is not a time: {stamp!r}"[:200])
+    return smoke_record(record.get("results"), stamp)

@@ -34,6 +34,7 @@ COLUMNS = (
     ("ollama", "Ollama"),
     ("health", "Health"),
     ("tokens_per_second", "Tokens/s"),
+    ("smoke_test", "Smoke test"),
 )
 
 
@@ -99,8 +100,20 @@ def host_facts(name: str, variables: Any) -> dict[str, Any] | None:
         "running": list(info.get("running") or []) if served else [],
         "ollama_version": info.get("version") if served else None,
         "ollama_error": str(info.get("msg", "no answer")) if asked and not served else "",
-        "smoke": list(variables.get("ollama_models_smoke_results") or []),
+        **_smoke_facts(variables.get("ollama_models_smoke_results"), info if served else {}),
     }
+
+
+def _smoke_facts(this_run: Any, info: dict[str, Any]) -> dict[str, Any]:
+    """Which smoke test a row shows: the last one that passed, from its stamp (what info.yml
+    read), unless this run's failed; this run's when there is no stamp. So the report of a
+    run that tested nothing (a no-op, report.yml alone) shows the same figures as the run
+    that tested, and a converged fleet's report does not change from run to run."""
+    results = [r for r in this_run or [] if isinstance(r, dict)]
+    last = info.get("smoke")
+    if isinstance(last, dict) and all(r.get("ok") for r in results):
+        return {"smoke": list(last.get("results") or []), "smoke_tested": last.get("timestamp")}
+    return {"smoke": results, "smoke_tested": None}
 
 
 def host_row(facts: dict[str, Any], now: float | None = None) -> dict[str, str]:
@@ -122,6 +135,11 @@ def host_row(facts: dict[str, Any], now: float | None = None) -> dict[str, str]:
     else:
         health = "up (not smoke-tested)" if version else "n/a"
     tier = facts.get("tier") or "-"
+    tested = facts.get("smoke_tested")
+    if isinstance(tested, int) and not isinstance(tested, bool):
+        smoke_test = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(tested))
+    else:
+        smoke_test = "this run" if smoke else "-"
     return {
         "host": str(facts.get("host", "?")),
         "gpus": gpu_summary(facts.get("gpu_devices"), facts.get("gpu_count")),
@@ -132,6 +150,7 @@ def host_row(facts: dict[str, Any], now: float | None = None) -> dict[str, str]:
         "ollama": str(version or "-"),
         "health": health,
         "tokens_per_second": ", ".join(f"{r:.1f}" for r in rates) if rates else "-",
+        "smoke_test": smoke_test,
     }
 
 

@@ -13,6 +13,17 @@ version_added: "0.1.0"
 description:
   - Reads C(/api/version), C(/api/tags) and C(/api/ps) of the host's Ollama API.
   - Read-only; never changes anything (C(changed) is always false).
+  - With O(smoke_stamp), also reads the figures of the last smoke test that passed from the
+    ollama_models role's stamp (model names, whether each answered, tokens per second; never
+    text a model read or wrote).
+options:
+  smoke_stamp:
+    description:
+      - Path of the ollama_models role's smoke stamp
+        (C(<ollama_models_modelfile_dir>/.smoke-passed)).
+      - A missing stamp, or one without figures (written by an older release), returns
+        RV(smoke) null; one that cannot be read or parsed too, with a warning naming why.
+    type: path
 author:
   - localllm.fleet contributors
 notes:
@@ -96,12 +107,26 @@ running:
     context_length:
       description: The context it was loaded with (newer Ollama versions only).
       type: int
+smoke:
+  description:
+    - The last passing smoke test (O(smoke_stamp)), or null.
+    - C(timestamp) (seconds since the epoch, UTC) and C(results), each with C(model), C(ok),
+      C(tokens_per_second) and C(eval_count).
+  returned: when O(smoke_stamp) is given
+  type: dict
+  sample: {"timestamp": 1796652919, "results": [{"model": "fleet/deepseek-r1:32b", "ok": true,
+           "tokens_per_second": 32.9, "eval_count": 36}]}
 """
 
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.localllm.fleet.plugins.module_utils.fleet_monitoring import (
+    SMOKE_STAMP_MAX_BYTES,
+    MonitoringError,
+    smoke_stamp_record,
+)
 from ansible_collections.localllm.fleet.plugins.module_utils.ollama_api import (
     API_ARGUMENT_SPEC,
     OllamaClient,
@@ -134,19 +159,47 @@ def running_entry(entry: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def read_smoke_stamp(path: str) -> tuple[dict[str, Any] | None, str]:
+    """The last passing smoke test's record from the stamp at `path` (None when there is
+    none), and why it was ignored when it cannot be used ('' otherwise)."""
+    try:
+        with open(path, "rb") as stamp:
+            raw = stamp.read(SMOKE_STAMP_MAX_BYTES + 1)
+    except FileNotFoundError:
+        return None, ""
+    except OSError as err:
+        return None, f"cannot read it ({err.strerror or err})"
+    if len(raw) > SMOKE_STAMP_MAX_BYTES:
+        return None, f"it is bigger than a stamp ({SMOKE_STAMP_MAX_BYTES} bytes at most)"
+    try:
+        return smoke_stamp_record(raw.decode("utf-8")), ""
+    except UnicodeDecodeError:
+        return None, "it is not UTF-8 text"
+    except MonitoringError as err:
+        return None, str(err)
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
             **API_ARGUMENT_SPEC,
+            "smoke_stamp": {"type": "path"},
         },
         supports_check_mode=True,
     )
+    smoke: dict[str, Any] = {}
+    if module.params["smoke_stamp"]:
+        record, why = read_smoke_stamp(module.params["smoke_stamp"])
+        if why:
+            module.warn(f"ignoring the smoke stamp {module.params['smoke_stamp']}: {why}")
+        smoke["smoke"] = record
     try:
         client = OllamaClient(module.params["api_url"], module.params["timeout"])
         result = {
             "version": client.version(),
             "models": [model_entry(m) for m in client.tags()],
             "running": [running_entry(m) for m in client.ps()],
+            **smoke,
         }
     except ValueError as err:
         module.fail_json(msg=str(err))

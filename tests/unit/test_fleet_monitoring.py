@@ -4,6 +4,8 @@ and what of a smoke test reaches a metric."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ansible_collections.localllm.fleet.plugins.filter import fleet_monitoring as filters
@@ -161,3 +163,59 @@ def test_a_smoke_record_keeps_numbers_and_never_text():
 def test_a_smoke_record_of_the_wrong_shape_is_refused(results):
     with pytest.raises(fmon.MonitoringError):
         fmon.smoke_record(results, 0)
+
+
+# ------------------------------------------------------------------ the smoke stamp's figures
+
+DIGEST = "a" * 64
+
+
+def _stamp(record: object) -> str:
+    return f"{DIGEST}\n{json.dumps(record)}\n"
+
+
+def test_a_stamp_gives_back_the_figures_of_the_last_passing_test():
+    record = fmon.smoke_record(
+        [{"model": "fleet/qwq:32b", "ok": True, "tokens_per_second": 30.1, "eval_count": 9}],
+        1800000000,
+    )
+    assert fmon.smoke_stamp_record(_stamp(record)) == record
+
+
+def test_a_stamp_without_figures_is_an_older_release_s_and_gives_none():
+    assert fmon.smoke_stamp_record(f"{DIGEST}\n") is None
+    assert fmon.smoke_stamp_record(DIGEST) is None
+    assert fmon.smoke_stamp_record("") is None
+
+
+def test_whatever_else_an_edited_stamp_holds_is_dropped():
+    edited = {
+        "timestamp": 1800000000,
+        "results": [{"model": "m", "ok": True, "content": "secret", "tokens_per_second": "fast"}],
+        "prompt": "secret",
+    }
+    record = fmon.smoke_stamp_record(_stamp(edited))
+    assert record == {
+        "timestamp": 1800000000,
+        "results": [{"model": "m", "ok": True, "tokens_per_second": None, "eval_count": None}],
+    }
+    assert "secret" not in repr(record)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (f"{DIGEST}\n{{not json\n", "not JSON"),
+        (f"{DIGEST}\n[1, 2]\n", "not an object"),
+        (_stamp({"timestamp": "yesterday", "results": []}), "not a time"),
+        (_stamp({"timestamp": True, "results": []}), "not a time"),
+        (_stamp({"timestamp": -1, "results": []}), "not a time"),
+        (_stamp({"timestamp": 1, "results": "all fine"}), "must be a list"),
+        (_stamp({"timestamp": 1, "results": [{"ok": True}]}), "without a model"),
+        (DIGEST + "\n" + "x" * fmon.SMOKE_STAMP_MAX_BYTES, "more than a stamp holds"),
+    ],
+    ids=["json", "array", "text-time", "bool-time", "negative-time", "results", "model", "big"],
+)
+def test_a_stamp_that_is_not_one_is_refused_saying_why(text, why):
+    with pytest.raises(fmon.MonitoringError, match=why):
+        fmon.smoke_stamp_record(text)

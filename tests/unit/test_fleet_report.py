@@ -207,6 +207,52 @@ def test_a_served_host_lists_its_namespace_models_and_version():
     assert other["models"] == ["fleet2/x:1b"]
 
 
+LAST = {
+    "timestamp": 1796652919,
+    "results": [
+        {"model": "fleet/qwq:32b", "ok": True, "tokens_per_second": 32.9, "eval_count": 36}
+    ],
+}
+
+
+def _row(info, this_run=None):
+    variables = {"gpu_tier": "workstation", "gpu_count": 1, "__ollama_models_info": info}
+    if this_run is not None:
+        variables["ollama_models_smoke_results"] = this_run
+    return fr.host_row(fr.host_facts("rtx4090", variables), now=0)
+
+
+def test_the_last_passing_smoke_test_is_shown_with_its_time_by_a_run_that_tested_nothing():
+    row = _row({**INFO, "smoke": LAST})
+    assert row["health"] == "ok" and row["tokens_per_second"] == "32.9"
+    assert row["smoke_test"] == "2026-12-07 14:15 UTC"
+
+
+def test_the_run_that_tested_and_the_next_no_op_write_the_same_report():
+    # site.yml with a smoke test stamps it before report.yml asks; the next no-op reads the
+    # same stamp: a converged fleet's report does not change (changed=0 on the control node).
+    tested = _row({**INFO, "smoke": LAST}, this_run=[{**LAST["results"][0], "content": "Hi"}])
+    assert tested == _row({**INFO, "smoke": LAST})
+
+
+def test_a_smoke_test_that_failed_in_this_run_is_shown_over_the_last_pass():
+    row = _row({**INFO, "smoke": LAST}, this_run=[{"model": "fleet/qwq:32b", "ok": False}])
+    assert row["health"] == "FAILED: fleet/qwq:32b" and row["smoke_test"] == "this run"
+
+
+def test_without_a_stamp_this_runs_test_is_shown_and_without_either_nothing():
+    row = _row({**INFO, "smoke": None}, this_run=[{"model": "fleet/qwq:32b", "ok": True}])
+    assert row["health"] == "ok" and row["smoke_test"] == "this run"
+    bare = _row({**INFO, "smoke": None})
+    assert bare["health"] == "up (not smoke-tested)" and bare["smoke_test"] == "-"
+
+
+def test_an_ollama_that_does_not_answer_shows_no_figures_of_an_earlier_test():
+    row = _row({"failed": True, "msg": "connection refused", "smoke": LAST})
+    assert row["health"] == "DOWN: connection refused"
+    assert row["tokens_per_second"] == "-" and row["smoke_test"] == "-"
+
+
 def test_a_host_whose_ollama_did_not_answer_says_why():
     failed = {"failed": True, "msg": "cannot reach Ollama at http://127.0.0.1:11434"}
     facts = fr.host_facts("t4", {"gpu_tier": "entry", "__ollama_models_info": failed})

@@ -14,6 +14,8 @@ import pytest
 import yaml
 from role_testing import REPO, run_role_tasks
 
+from ansible_collections.localllm.fleet.plugins.module_utils import fleet_monitoring as fmon
+
 PLAN = [{"target": "fleet/qwen3:8b", "from": "qwen3:8b", "modelfile": "qwen3-8b", "num_ctx": 8192}]
 RENDERED = {"fleet/qwen3:8b": "FROM qwen3:8b\nPARAMETER num_ctx 8192\n"}
 
@@ -56,19 +58,38 @@ def decide(tmp_path: Path, **variables) -> bool:
     return json.loads(found[1])
 
 
+# What smoke.yml leaves for the stamp: the figures, and text that must never be kept.
+RESULTS = [
+    {
+        "model": "fleet/qwen3:8b",
+        "ok": True,
+        "tokens_per_second": 12.5,
+        "eval_count": 20,
+        "answer": "the answer a model wrote",
+        "thinking": "what it thought",
+    }
+]
+
+
+def _stamp_task() -> dict:
+    """The role's own step that stamps a passing test (smoke_run.yml), as the role has it."""
+    path = REPO / "roles" / "ollama_models" / "tasks" / "smoke_run.yml"
+    blocks = yaml.safe_load(path.read_text())
+    name = "Stamp the passing smoke test"
+    found = [t for b in blocks for t in b.get("block", []) if t.get("name") == name]
+    assert len(found) == 1
+    task = dict(found[0])
+    # owner/group root: the test runs as whoever runs it.
+    task["ansible.builtin.copy"] = {
+        k: v for k, v in task["ansible.builtin.copy"].items() if k not in ("owner", "group")
+    }
+    return task
+
+
 def stamp(tmp_path: Path, **variables) -> None:
-    """Write the stamp as a passing test does (the role's main.yml after smoke.yml)."""
+    """Write the stamp as a passing test does (smoke_run.yml's step after smoke.yml)."""
     run = _smoke_needed_then(
-        tmp_path,
-        {
-            "name": "Stamp",
-            "ansible.builtin.copy": {
-                "content": "{{ _ollama_models_smoke_digest }}\n",
-                "dest": "{{ _ollama_models_smoke_stamp }}",
-                "mode": "0644",
-            },
-        },
-        variables,
+        tmp_path, _stamp_task(), {"ollama_models_smoke_results": RESULTS, **variables}
     )
     assert not run.failed, run.out[-3000:]
     assert (tmp_path / ".smoke-passed").exists()
@@ -122,3 +143,32 @@ def test_a_stamp_from_site_yml_holds_for_models_yml(tmp_path):
     default = yaml.safe_load((REPO / "roles" / "ollama" / "defaults" / "main.yml").read_text())
     stamp(tmp_path, ollama_version=default["ollama_version"])
     assert decide(tmp_path) is False
+
+
+def test_the_stamp_holds_the_figures_for_the_report_and_never_text(tmp_path):
+    stamp(tmp_path)
+    text = (tmp_path / ".smoke-passed").read_text()
+    digest, figures = text.splitlines()
+    assert len(digest) == 64 and text.endswith("\n")
+    record = fmon.smoke_stamp_record(text)
+    assert record is not None and record["timestamp"] > 1_700_000_000
+    assert record["results"] == [
+        {"model": "fleet/qwen3:8b", "ok": True, "tokens_per_second": 12.5, "eval_count": 20}
+    ]
+    assert "answer" not in figures and "thought" not in figures
+
+
+def test_a_stamp_of_an_older_release_still_holds(tmp_path):
+    # Before the figures were added the stamp was the digest alone: not a reason to test again.
+    stamp(tmp_path)
+    path = tmp_path / ".smoke-passed"
+    path.write_text(path.read_text().splitlines()[0] + "\n")
+    assert decide(tmp_path) is False
+    assert fmon.smoke_stamp_record(path.read_text()) is None
+
+
+def test_a_stamp_with_another_digest_tests_again(tmp_path):
+    stamp(tmp_path)
+    path = tmp_path / ".smoke-passed"
+    path.write_text("0" * 64 + "\n" + path.read_text().splitlines()[1] + "\n")
+    assert decide(tmp_path) is True
