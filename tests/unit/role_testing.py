@@ -5,8 +5,10 @@ templates render into tmp_path."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -110,6 +112,31 @@ def _ansible_playbook(
     )
 
 
+def _role_vars_files(role: str) -> list[str]:
+    """roles/<role>'s defaults and vars files, as a play's vars_files (those it has)."""
+    files = [REPO / "roles" / role / kind / "main.yml" for kind in ("defaults", "vars")]
+    return [str(path) for path in files if path.exists()]
+
+
+def role_variable(tmp_path: Path, role: str, name: str, variables: dict[str, Any]) -> Any:
+    """The value roles/<role> derives for its variable `name` (its defaults and vars loaded)
+    from `variables` as extra vars (say, a registered result), read back as JSON."""
+    play = {
+        "vars_files": _role_vars_files(role),
+        "tasks": [
+            {
+                "name": "Show the value",
+                "ansible.builtin.debug": {"msg": f"VALUE={{{{ {name} | to_json | b64encode }}}}"},
+            }
+        ],
+    }
+    run = _ansible_playbook(tmp_path, play, variables)
+    assert run.rc == 0, run.out[-3000:]
+    found = re.search(r"VALUE=([A-Za-z0-9+/=]+)", run.out)
+    assert found, run.out[-3000:]
+    return json.loads(base64.b64decode(found[1]))
+
+
 def run_role_tasks(
     tmp_path: Path,
     role: str,
@@ -152,14 +179,13 @@ def run_task_file(
     (to show what the file left behind). `facts` become the host's `ansible_facts` first (a
     cacheable set_fact), as if gathered: the platform a role checks, whatever machine runs
     the tests. `env` adds to ansible-playbook's environment (e.g. stand-ins first on PATH)."""
-    files = [REPO / "roles" / role / kind / "main.yml" for kind in ("defaults", "vars")]
     before = (
         [{"name": "Facts", "ansible.builtin.set_fact": {**facts, "cacheable": True}}]
         if facts
         else []
     )
     play = {
-        "vars_files": [str(path) for path in files if path.exists()],
+        "vars_files": _role_vars_files(role),
         "tasks": [
             *before,
             {
@@ -180,9 +206,8 @@ def render_template(
     """roles/<role>/templates/<template> rendered by the `template` module with the role's
     defaults and vars plus `variables`; `.rendered` is the text (None when it failed)."""
     dest = tmp_path / "rendered"
-    files = [REPO / "roles" / role / kind / "main.yml" for kind in ("defaults", "vars")]
     play = {
-        "vars_files": [str(path) for path in files if path.exists()],
+        "vars_files": _role_vars_files(role),
         "tasks": [
             {
                 "name": "Render",
