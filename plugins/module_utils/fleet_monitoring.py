@@ -225,16 +225,20 @@ def smoke_record(results: Any, timestamp: float) -> dict[str, Any]:
 SMOKE_STAMP_MAX_BYTES = 65536
 
 
-def smoke_stamp_record(text: str) -> dict[str, Any] | None:
+def smoke_stamp_record(stamp: bytes) -> dict[str, Any] | None:
     """The last passing smoke test's figures from the ollama_models role's stamp
-    (`.smoke-passed`): its first line is the digest of what was tested (which decides whether
-    the next run tests again), its second the test's record in smoke_record's shape. None for
-    a stamp without a record (an older release's, the digest alone): the next test writes one.
-    The record is rebuilt through smoke_record, so whatever else an edited stamp holds (text
-    a model wrote, say) is dropped; a stamp that is not one raises MonitoringError."""
-    if len(text) > SMOKE_STAMP_MAX_BYTES:
-        raise MonitoringError(f"the smoke stamp is {len(text)} bytes, more than a stamp holds")
-    lines = text.splitlines()
+    (`.smoke-passed`, as read: SMOKE_STAMP_MAX_BYTES and one more are enough to tell): its
+    first line is the digest of what was tested (which decides whether the next run tests
+    again), its second the test's record in smoke_record's shape. None for a stamp without a
+    record (an older release's, the digest alone): the next test writes one. The record is
+    rebuilt through smoke_record, so whatever else an edited stamp holds (text a model
+    wrote, say) is dropped; a stamp that is not one raises MonitoringError."""
+    if len(stamp) > SMOKE_STAMP_MAX_BYTES:
+        raise MonitoringError(f"the smoke stamp is more than {SMOKE_STAMP_MAX_BYTES} bytes")
+    try:
+        lines = stamp.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise MonitoringError("the smoke stamp is not UTF-8 text") from exc
     if len(lines) < 2 or not lines[1].strip():
         return None
     try:

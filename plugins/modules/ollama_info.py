@@ -164,17 +164,11 @@ def read_smoke_stamp(path: str) -> tuple[dict[str, Any] | None, str]:
     none), and why it was ignored when it cannot be used ('' otherwise)."""
     try:
         with open(path, "rb") as stamp:
-            raw = stamp.read(SMOKE_STAMP_MAX_BYTES + 1)
+            return smoke_stamp_record(stamp.read(SMOKE_STAMP_MAX_BYTES + 1)), ""
     except FileNotFoundError:
         return None, ""
     except OSError as err:
         return None, f"cannot read it ({err.strerror or err})"
-    if len(raw) > SMOKE_STAMP_MAX_BYTES:
-        return None, f"it is bigger than a stamp ({SMOKE_STAMP_MAX_BYTES} bytes at most)"
-    try:
-        return smoke_stamp_record(raw.decode("utf-8")), ""
-    except UnicodeDecodeError:
-        return None, "it is not UTF-8 text"
     except MonitoringError as err:
         return None, str(err)
 

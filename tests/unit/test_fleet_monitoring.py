@@ -170,8 +170,8 @@ def test_a_smoke_record_of_the_wrong_shape_is_refused(results):
 DIGEST = "a" * 64
 
 
-def _stamp(record: object) -> str:
-    return f"{DIGEST}\n{json.dumps(record)}\n"
+def _stamp(record: object) -> bytes:
+    return f"{DIGEST}\n{json.dumps(record)}\n".encode()
 
 
 def test_a_stamp_gives_back_the_figures_of_the_last_passing_test():
@@ -183,9 +183,9 @@ def test_a_stamp_gives_back_the_figures_of_the_last_passing_test():
 
 
 def test_a_stamp_without_figures_is_an_older_release_s_and_gives_none():
-    assert fmon.smoke_stamp_record(f"{DIGEST}\n") is None
-    assert fmon.smoke_stamp_record(DIGEST) is None
-    assert fmon.smoke_stamp_record("") is None
+    assert fmon.smoke_stamp_record(f"{DIGEST}\n".encode()) is None
+    assert fmon.smoke_stamp_record(DIGEST.encode()) is None
+    assert fmon.smoke_stamp_record(b"") is None
 
 
 def test_whatever_else_an_edited_stamp_holds_is_dropped():
@@ -203,19 +203,30 @@ def test_whatever_else_an_edited_stamp_holds_is_dropped():
 
 
 @pytest.mark.parametrize(
-    ("text", "why"),
+    ("stamp", "why"),
     [
-        (f"{DIGEST}\n{{not json\n", "not JSON"),
-        (f"{DIGEST}\n[1, 2]\n", "not an object"),
+        (f"{DIGEST}\n{{not json\n".encode(), "not JSON"),
+        (f"{DIGEST}\n[1, 2]\n".encode(), "not an object"),
+        (f"{DIGEST}\n".encode() + b"\xff\xfe\n", "not UTF-8"),
         (_stamp({"timestamp": "yesterday", "results": []}), "not a time"),
         (_stamp({"timestamp": True, "results": []}), "not a time"),
         (_stamp({"timestamp": -1, "results": []}), "not a time"),
         (_stamp({"timestamp": 1, "results": "all fine"}), "must be a list"),
         (_stamp({"timestamp": 1, "results": [{"ok": True}]}), "without a model"),
-        (DIGEST + "\n" + "x" * fmon.SMOKE_STAMP_MAX_BYTES, "more than a stamp holds"),
+        (DIGEST.encode() + b"\n" + b"x" * fmon.SMOKE_STAMP_MAX_BYTES, "more than 65536 bytes"),
     ],
-    ids=["json", "array", "text-time", "bool-time", "negative-time", "results", "model", "big"],
+    ids=[
+        "json",
+        "array",
+        "binary",
+        "text-time",
+        "bool-time",
+        "negative-time",
+        "results",
+        "model",
+        "big",
+    ],
 )
-def test_a_stamp_that_is_not_one_is_refused_saying_why(text, why):
+def test_a_stamp_that_is_not_one_is_refused_saying_why(stamp, why):
     with pytest.raises(fmon.MonitoringError, match=why):
-        fmon.smoke_stamp_record(text)
+        fmon.smoke_stamp_record(stamp)

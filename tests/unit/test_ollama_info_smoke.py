@@ -86,7 +86,7 @@ def test_what_cannot_be_used_says_why_and_never_raises(tmp_path, kind):
     expected = {
         "directory": "cannot read it",
         "binary": "not UTF-8",
-        "big": "bigger than a stamp",
+        "big": "more than 65536 bytes",
         "older": "",
     }[kind]
     assert (expected in why) if expected else why == ""

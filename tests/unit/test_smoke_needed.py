@@ -150,7 +150,7 @@ def test_the_stamp_holds_the_figures_for_the_report_and_never_text(tmp_path):
     text = (tmp_path / ".smoke-passed").read_text()
     digest, figures = text.splitlines()
     assert len(digest) == 64 and text.endswith("\n")
-    record = fmon.smoke_stamp_record(text)
+    record = fmon.smoke_stamp_record(text.encode())
     assert record is not None and record["timestamp"] > 1_700_000_000
     assert record["results"] == [
         {"model": "fleet/qwen3:8b", "ok": True, "tokens_per_second": 12.5, "eval_count": 20}
@@ -164,7 +164,7 @@ def test_a_stamp_of_an_older_release_still_holds(tmp_path):
     path = tmp_path / ".smoke-passed"
     path.write_text(path.read_text().splitlines()[0] + "\n")
     assert decide(tmp_path) is False
-    assert fmon.smoke_stamp_record(path.read_text()) is None
+    assert fmon.smoke_stamp_record(path.read_bytes()) is None
 
 
 def test_a_stamp_with_another_digest_tests_again(tmp_path):
