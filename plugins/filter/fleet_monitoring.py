@@ -5,6 +5,8 @@
 {{ groups | localllm.fleet.fleet_scrape_configs(hostvars, settings) }}
 {{ ollama_models | localllm.fleet.fleet_expected_models(namespace) }}
 {{ ollama_models_smoke_results | localllm.fleet.fleet_smoke_record(now(utc=true).timestamp()) }}
+{{ ollama_models_smoke_results | localllm.fleet.fleet_smoke_stamp(digest, timestamp) }}
+{{ stamp_text | localllm.fleet.fleet_smoke_stamp_digest }}
 """
 
 from __future__ import annotations
@@ -32,4 +34,6 @@ class FilterModule:
             "fleet_scrape_configs": as_filter(fleet_scrape_configs, errors),
             "fleet_expected_models": as_filter(fleet_monitoring.expected_models, errors),
             "fleet_smoke_record": as_filter(fleet_monitoring.smoke_record, errors),
+            "fleet_smoke_stamp": as_filter(fleet_monitoring.smoke_stamp, errors),
+            "fleet_smoke_stamp_digest": as_filter(fleet_monitoring.smoke_stamp_digest, errors),
         }

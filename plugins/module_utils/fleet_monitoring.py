@@ -35,6 +35,8 @@ __all__ = [
     "scrape_configs",
     "scrape_targets",
     "smoke_record",
+    "smoke_stamp",
+    "smoke_stamp_digest",
     "smoke_stamp_record",
 ]
 
@@ -221,18 +223,32 @@ def smoke_record(results: Any, timestamp: float) -> dict[str, Any]:
     return {"timestamp": int(timestamp), "results": entries}
 
 
-# Bigger than any stamp the role writes (a digest and a few figures per model).
+# The ollama_models role's smoke stamp (`.smoke-passed`): its first line is the digest of what
+# the last passing test covered (the next run tests again when it differs), its second the
+# test's record in smoke_record's shape, for the fleet report. Bigger than any stamp the role
+# writes (a digest and a few figures per model):
 SMOKE_STAMP_MAX_BYTES = 65536
 
 
+def smoke_stamp(results: Any, digest: str, timestamp: float) -> str:
+    """The stamp of a passing smoke test (ollama_models_smoke_results) of what `digest`
+    covers: the digest, then the test's figures, never its text (smoke_record)."""
+    return f"{digest}\n{json.dumps(smoke_record(results, timestamp))}\n"
+
+
+def smoke_stamp_digest(stamp: str) -> str:
+    """The digest a stamp holds ('' for no stamp). A stamp of an older release, the digest
+    alone, holds it too, so upgrading does not test again."""
+    lines = stamp.splitlines()
+    return lines[0].strip() if lines else ""
+
+
 def smoke_stamp_record(stamp: bytes) -> dict[str, Any] | None:
-    """The last passing smoke test's figures from the ollama_models role's stamp
-    (`.smoke-passed`, as read: SMOKE_STAMP_MAX_BYTES and one more are enough to tell): its
-    first line is the digest of what was tested (which decides whether the next run tests
-    again), its second the test's record in smoke_record's shape. None for a stamp without a
-    record (an older release's, the digest alone): the next test writes one. The record is
-    rebuilt through smoke_record, so whatever else an edited stamp holds (text a model
-    wrote, say) is dropped; a stamp that is not one raises MonitoringError."""
+    """The last passing smoke test's figures from a stamp as read (SMOKE_STAMP_MAX_BYTES and
+    one more are enough to tell). None for a stamp without a record (an older release's, the
+    digest alone): the next test writes one. The record is rebuilt through smoke_record, so
+    whatever else an edited stamp holds (text a model wrote, say) is dropped; a stamp that is
+    not one raises MonitoringError."""
     if len(stamp) > SMOKE_STAMP_MAX_BYTES:
         raise MonitoringError(f"the smoke stamp is more than {SMOKE_STAMP_MAX_BYTES} bytes")
     try:
@@ -247,7 +263,7 @@ def smoke_stamp_record(stamp: bytes) -> dict[str, Any] | None:
         raise MonitoringError(f"the smoke stamp's record is not JSON ({exc})") from exc
     if not isinstance(record, Mapping):
         raise MonitoringError("the smoke stamp's record is not an object")
-    stamp = record.get("timestamp")
-    if not isinstance(stamp, int) or isinstance(stamp, bool) or stamp < 0:
-        raise MonitoringError(f"the smoke stamp's timestamp is not a time: {stamp!r}"[:200])
-    return smoke_record(record.get("results"), stamp)
+    timestamp = record.get("timestamp")
+    if not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp < 0:
+        raise MonitoringError(f"the smoke stamp's timestamp is not a time: {timestamp!r}"[:200])
+    return smoke_record(record.get("results"), timestamp)

@@ -181,19 +181,12 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    smoke: dict[str, Any] = {}
-    if module.params["smoke_stamp"]:
-        record, why = read_smoke_stamp(module.params["smoke_stamp"])
-        if why:
-            module.warn(f"ignoring the smoke stamp {module.params['smoke_stamp']}: {why}")
-        smoke["smoke"] = record
     try:
         client = OllamaClient(module.params["api_url"], module.params["timeout"])
         result = {
             "version": client.version(),
             "models": [model_entry(m) for m in client.tags()],
             "running": [running_entry(m) for m in client.ps()],
-            **smoke,
         }
     except ValueError as err:
         module.fail_json(msg=str(err))
@@ -201,6 +194,10 @@ def main() -> None:
         module.fail_json(msg=str(err))
     except OllamaError as err:
         module.fail_json(msg=f"Ollama at {module.params['api_url']}: {err}")
+    if module.params["smoke_stamp"]:
+        result["smoke"], why = read_smoke_stamp(module.params["smoke_stamp"])
+        if why:
+            module.warn(f"ignoring the smoke stamp {module.params['smoke_stamp']}: {why}")
     module.exit_json(changed=False, **result)
 
 

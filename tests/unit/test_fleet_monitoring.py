@@ -174,12 +174,36 @@ def _stamp(record: object) -> bytes:
     return f"{DIGEST}\n{json.dumps(record)}\n".encode()
 
 
-def test_a_stamp_gives_back_the_figures_of_the_last_passing_test():
-    record = fmon.smoke_record(
-        [{"model": "fleet/qwq:32b", "ok": True, "tokens_per_second": 30.1, "eval_count": 9}],
-        1800000000,
-    )
-    assert fmon.smoke_stamp_record(_stamp(record)) == record
+def test_a_stamp_gives_back_the_digest_and_the_figures_of_the_last_passing_test():
+    results = [
+        {
+            "model": "fleet/qwq:32b",
+            "ok": True,
+            "tokens_per_second": 30.1,
+            "eval_count": 9,
+            "content": "an answer",
+            "thinking": "a thought",
+        }
+    ]
+    text = fmon.smoke_stamp(results, DIGEST, 1800000000.7)
+    assert text.endswith("\n") and len(text.splitlines()) == 2
+    assert "an answer" not in text and "a thought" not in text
+    assert fmon.smoke_stamp_digest(text) == DIGEST
+    assert fmon.smoke_stamp_record(text.encode()) == {
+        "timestamp": 1800000000,
+        "results": [
+            {"model": "fleet/qwq:32b", "ok": True, "tokens_per_second": 30.1, "eval_count": 9}
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "digest"),
+    [("", ""), (f"{DIGEST}\n", DIGEST), (f" {DIGEST} \n{{}}\n", DIGEST), ("\n{}\n", "")],
+    ids=["none", "older-release", "spaces", "empty-first-line"],
+)
+def test_the_digest_is_the_stamp_s_first_line(text, digest):
+    assert fmon.smoke_stamp_digest(text) == digest
 
 
 def test_a_stamp_without_figures_is_an_older_release_s_and_gives_none():
