@@ -70,12 +70,22 @@ IMAGES = [
     ImageSpec("ubuntu2404", "ubuntu", "noble", script="gutsy"),
 ]
 # Python 3.9, the oldest a supported managed host runs (RHEL 9): `make unit-py39` runs the
-# host-side unit tests in a throwaway container of this base image (built only on demand).
+# host-side unit tests in a throwaway container of this base image (built only on demand),
+# with bullseye's python3-cryptography (3.3), older than any supported host's, for the code
+# that reads a host's TLS material (module_utils/fleet_tls_state.py).
 PY39_IMAGE = ImageSpec(
     "debian11-py39",
     "debian",
     "bullseye",
-    packages=("python3", "python3-pytest", "python3-hypothesis"),
+    # python3-cffi-backend by name: debootstrap does not resolve the virtual package
+    # python3-cryptography depends on.
+    packages=(
+        "python3",
+        "python3-pytest",
+        "python3-hypothesis",
+        "python3-cryptography",
+        "python3-cffi-backend",
+    ),
 )
 
 
