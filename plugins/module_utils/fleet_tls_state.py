@@ -194,9 +194,32 @@ def certificate_problems(
     """Why host.crt is not the certificate the chain would keep (empty when it would).
 
     `host_key` is the loaded private key (key_problems); `renew_at` the moment the
-    certificate must still be valid at (now plus fleet_tls_renew_before_days).
+    certificate must still be valid at (now plus fleet_tls_renew_before_days). Whatever the
+    library cannot handle (a key type it does not know, a name too long for a certificate)
+    is a problem, not an error: the chain then decides.
     """
+    try:
+        return _certificate_problems(
+            cert_pem,
+            ca_pem,
+            host_key,
+            common_name=common_name,
+            subject_alt_names=subject_alt_names,
+            renew_at=renew_at,
+        )
+    except Exception as exc:
+        return [f"host.crt cannot be checked ({type(exc).__name__}: {exc})"]
 
+
+def _certificate_problems(
+    cert_pem: bytes,
+    ca_pem: bytes,
+    host_key: Any,
+    *,
+    common_name: str,
+    subject_alt_names: Sequence[str],
+    renew_at: datetime.datetime,
+) -> list[str]:
     try:
         certificate = x509.load_pem_x509_certificate(cert_pem)
     except Exception as exc:

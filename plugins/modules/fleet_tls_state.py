@@ -142,12 +142,18 @@ def _read(path: str, seen: dict | None, problems: list[str], name: str) -> bytes
     if seen["size"] > MAX_FILE_BYTES:
         problems.append(f"{name} is larger than {MAX_FILE_BYTES} bytes")
         return None
+    # Not through a link that replaced the file since it was looked at.
     try:
-        with open(path, "rb") as handle:
-            return handle.read(MAX_FILE_BYTES + 1)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(descriptor, "rb") as handle:
+            content = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         problems.append(f"{name} cannot be read ({exc.strerror})")
         return None
+    if len(content) > MAX_FILE_BYTES:
+        problems.append(f"{name} is larger than {MAX_FILE_BYTES} bytes")
+        return None
+    return content
 
 
 def _installed(module: AnsibleModule, names: list[str]) -> dict[str, bool] | None:

@@ -279,6 +279,19 @@ def test_a_name_of_a_kind_the_role_never_writes_is_not_settled(pki):
     ]
 
 
+def test_what_cannot_be_checked_is_a_problem_not_an_error(pki):
+    _, ca_cert, _, cert = pki
+    found = problems(cert, ca_cert, object())
+    assert found == [
+        "host.crt cannot be checked (AttributeError: 'object' object has no attribute 'public_key')"
+    ]
+    # A name too long for a certificate: cryptography 42 refuses it, 3.3 only warns (then
+    # the names differ); either way the host is not settled and nothing is raised.
+    found = problems(cert, ca_cert, pki[2], common_name="x" * 70)
+    assert len(found) == 1, found
+    assert found[0].startswith(("host.crt cannot be checked (ValueError", "host.crt names ")), found
+
+
 def test_ipv6_names_compare_as_addresses(pki):
     ca_key, ca_cert, host_key, _ = pki
     sans = ["DNS:gpu01", "IP:fd00::11"]
