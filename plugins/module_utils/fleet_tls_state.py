@@ -24,8 +24,9 @@ no file access, no secret in any return value.
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 # Imported here, not by the module: without the library on a host nothing can be checked and
@@ -67,12 +68,17 @@ KEY_CURVE = "secp256r1"
 UTC = datetime.timezone.utc  # noqa: UP017 - datetime.UTC is 3.11+; this runs on 3.9 hosts
 
 
+_KIND_NAMES = {"dir": "directory", "file": "file", "link": "link", "other": "special file"}
+
+
 def file_problems(name: str, seen: Mapping[str, Any] | None, kind: str, mode: int) -> list[str]:
-    """How a path's lstat summary (kind, mode, uid, gid) differs from root-owned `kind`/`mode`."""
+    """How a path's lstat summary (path_state.lstat_summary: kind, mode, uid, gid) differs
+    from a root-owned `kind` (`dir` or `file`) with `mode`."""
     if seen is None:
         return [f"{name} is missing"]
     if seen.get("kind") != kind:
-        return [f"{name} is a {seen.get('kind')}, not a {kind}"]
+        found = _KIND_NAMES.get(str(seen.get("kind")), str(seen.get("kind")))
+        return [f"{name} is a {found}, not a {_KIND_NAMES.get(kind, kind)}"]
     problems = []
     if seen.get("mode") != mode:
         problems.append(f"{name} has mode {int(seen.get('mode', 0)):04o}, not {mode:04o}")
@@ -182,6 +188,21 @@ def _utc(certificate: Any, which: str) -> datetime.datetime:
     return getattr(certificate, which).replace(tzinfo=UTC)
 
 
+def _problem_when_it_raises(check: Callable[..., list[str]]) -> Callable[..., list[str]]:
+    """Whatever the library cannot handle (a key of a kind it does not know, a name too long
+    for a certificate) is a problem, not an error: the chain then decides."""
+
+    @functools.wraps(check)
+    def checked(*args: Any, **kwargs: Any) -> list[str]:
+        try:
+            return check(*args, **kwargs)
+        except Exception as exc:
+            return [f"host.crt cannot be checked ({type(exc).__name__}: {exc})"]
+
+    return checked
+
+
+@_problem_when_it_raises
 def certificate_problems(
     cert_pem: bytes,
     ca_pem: bytes,
@@ -194,32 +215,8 @@ def certificate_problems(
     """Why host.crt is not the certificate the chain would keep (empty when it would).
 
     `host_key` is the loaded private key (key_problems); `renew_at` the moment the
-    certificate must still be valid at (now plus fleet_tls_renew_before_days). Whatever the
-    library cannot handle (a key type it does not know, a name too long for a certificate)
-    is a problem, not an error: the chain then decides.
+    certificate must still be valid at (now plus fleet_tls_renew_before_days).
     """
-    try:
-        return _certificate_problems(
-            cert_pem,
-            ca_pem,
-            host_key,
-            common_name=common_name,
-            subject_alt_names=subject_alt_names,
-            renew_at=renew_at,
-        )
-    except Exception as exc:
-        return [f"host.crt cannot be checked ({type(exc).__name__}: {exc})"]
-
-
-def _certificate_problems(
-    cert_pem: bytes,
-    ca_pem: bytes,
-    host_key: Any,
-    *,
-    common_name: str,
-    subject_alt_names: Sequence[str],
-    renew_at: datetime.datetime,
-) -> list[str]:
     try:
         certificate = x509.load_pem_x509_certificate(cert_pem)
     except Exception as exc:

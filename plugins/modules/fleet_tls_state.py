@@ -93,7 +93,6 @@ problems:
 
 import datetime
 import os
-import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -109,30 +108,7 @@ from ansible_collections.localllm.fleet.plugins.module_utils.fleet_tls_state imp
     key_problems,
     package_problems,
 )
-
-
-def _lstat(path: str) -> dict | None:
-    try:
-        seen = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    mode = seen.st_mode
-    kind = (
-        "link"
-        if stat.S_ISLNK(mode)
-        else "directory"
-        if stat.S_ISDIR(mode)
-        else "file"
-        if stat.S_ISREG(mode)
-        else "special file"
-    )
-    return {
-        "kind": kind,
-        "mode": stat.S_IMODE(mode),
-        "uid": seen.st_uid,
-        "gid": seen.st_gid,
-        "size": seen.st_size,
-    }
+from ansible_collections.localllm.fleet.plugins.module_utils.path_state import lstat_summary
 
 
 def _read(path: str, seen: dict | None, problems: list[str], name: str) -> bytes | None:
@@ -199,9 +175,10 @@ def main() -> None:
         problems += package_problems(params["packages"], installed)
 
     seen = {
-        name: _lstat(os.path.join(directory, name)) for name in ("ca.pem", "host.key", "host.crt")
+        name: lstat_summary(os.path.join(directory, name))
+        for name in ("ca.pem", "host.key", "host.crt")
     }
-    problems += file_problems(directory, _lstat(directory), "directory", DIR_MODE)
+    problems += file_problems(directory, lstat_summary(directory), "dir", DIR_MODE)
     problems += file_problems("ca.pem", seen["ca.pem"], "file", CERT_MODE)
     problems += file_problems("host.key", seen["host.key"], "file", KEY_MODE)
     problems += file_problems("host.crt", seen["host.crt"], "file", CERT_MODE)

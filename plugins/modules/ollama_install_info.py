@@ -109,7 +109,6 @@ main_pid:
 
 import grp
 import os
-import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -117,23 +116,7 @@ from ansible_collections.localllm.fleet.plugins.module_utils.ollama_release impo
     foreign_listeners,
     install_drift,
 )
-
-
-def _lstat(path: str) -> dict | None:
-    try:
-        seen = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    kind = "link" if stat.S_ISLNK(seen.st_mode) else "dir" if stat.S_ISDIR(seen.st_mode) else "file"
-    state = {
-        "kind": kind,
-        "mode": stat.S_IMODE(seen.st_mode),
-        "uid": seen.st_uid,
-        "gid": seen.st_gid,
-    }
-    if kind == "link":
-        state["target"] = os.readlink(path)
-    return state
+from ansible_collections.localllm.fleet.plugins.module_utils.path_state import lstat_summary
 
 
 def _versions(directory: str) -> list[dict]:
@@ -179,7 +162,7 @@ def main() -> None:
     params = module.params
     root = params["install_root"].rstrip("/") or "/"
     version = params["version"]
-    current = _lstat(f"{root}/current")
+    current = lstat_summary(f"{root}/current")
     result = {
         "changed": False,
         "previous_version": os.path.basename(current["target"])
@@ -194,7 +177,7 @@ def main() -> None:
         "main_pid": "",
     }
     if version:
-        paths = {path: _lstat(path) for path in (f"{root}/versions", params["bin_link"])}
+        paths = {path: lstat_summary(path) for path in (f"{root}/versions", params["bin_link"])}
         paths[f"{root}/current"] = current
         result["install_drift"] = install_drift(root, version, params["bin_link"], paths)
     port = params["port"]

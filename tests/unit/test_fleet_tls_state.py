@@ -379,6 +379,33 @@ def test_file_problems(seen, says):
     assert state.file_problems("x", seen, "file", 0o644) == says
 
 
+def test_a_directory_that_is_another_kind_is_named_as_such():
+    seen = {"kind": "other", "mode": 0o755, "uid": 0, "gid": 0}
+    assert state.file_problems("/etc/x", seen, "dir", 0o755) == [
+        "/etc/x is a special file, not a directory"
+    ]
+
+
+def test_lstat_summary_does_not_follow_links(tmp_path):
+    import socket
+
+    from ansible_collections.localllm.fleet.plugins.module_utils.path_state import lstat_summary
+
+    (tmp_path / "f").write_text("abc")
+    (tmp_path / "l").symlink_to("f")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tmp_path / "s"))
+    try:
+        kinds = {name: lstat_summary(str(tmp_path / name)) for name in ("f", "l", "s", "absent")}
+    finally:
+        listener.close()
+    assert kinds["f"]["kind"] == "file" and kinds["f"]["size"] == 3
+    assert kinds["l"]["kind"] == "link" and kinds["l"]["target"] == "f"
+    assert kinds["s"]["kind"] == "other"
+    assert kinds["absent"] is None
+    assert lstat_summary(str(tmp_path))["kind"] == "dir"
+
+
 def test_package_problems():
     assert state.package_problems(["a", "b", "c"], {"a": True, "b": False}) == [
         "package b is not installed",
