@@ -58,7 +58,7 @@ def _play(hosts: str, ca_dir: Path, tasks: list[dict] | None = None) -> dict:
             "fleet_tls_ca_dir": str(ca_dir),
             "fleet_tls_ca_passphrase": PASSPHRASE,
             # Only the CA part here: the hosts' own keys and certificates need a real host.
-            "__fleet_tls_host_done": {"skipped": True},
+            "__fleet_tls_host_state": {"settled": True},
         },
         "roles": ["localllm.fleet.fleet_tls"],
         "tasks": tasks or [],

@@ -24,7 +24,7 @@ def _hosts_play(tmp_path: Path, ca_dir: Path) -> dict:
     """The whole role (the CA and the hosts' part) for hosts a and b, whose TLS directories
     are under tmp_path."""
     play = _play("a,b", ca_dir)
-    del play["vars"]["__fleet_tls_host_done"]
+    del play["vars"]["__fleet_tls_host_state"]
     play["vars"]["fleet_tls_dir"] = str(tmp_path / "tls-{{ inventory_hostname }}")
     return play
 

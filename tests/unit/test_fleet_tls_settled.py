@@ -35,7 +35,7 @@ def fleet(tmp_path):
 
 def _hosts_play(tmp_path: Path, **variables) -> dict:
     play = _play("a,b,c", tmp_path / "pki")
-    del play["vars"]["__fleet_tls_host_done"]
+    del play["vars"]["__fleet_tls_host_state"]
     play["vars"]["fleet_tls_dir"] = str(tmp_path / "tls-{{ inventory_hostname }}")
     play["vars"].update(variables)
     return play
@@ -99,7 +99,7 @@ def test_a_settled_fleet_is_one_read_per_host_and_each_difference_runs_the_chain
     other = tmp_path / "other-pki"
     foreign = _play("a", other)
     foreign["vars"]["fleet_tls_dir"] = str(tmp_path / "foreign-{{ inventory_hostname }}")
-    del foreign["vars"]["__fleet_tls_host_done"]
+    del foreign["vars"]["__fleet_tls_host_state"]
     _converge(tmp_path, foreign)
     (tmp_path / "tls-a" / "host.crt").write_bytes(
         (tmp_path / "foreign-a" / "host.crt").read_bytes()
