@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime
 import functools
 import ipaddress
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from typing import Any
 
 # Imported here, not by the module: without the library on a host nothing can be checked and
@@ -87,9 +87,9 @@ def file_problems(name: str, seen: Mapping[str, Any] | None, kind: str, mode: in
     return problems
 
 
-def package_problems(wanted: Sequence[str], installed: Mapping[str, bool]) -> list[str]:
-    """The packages of `wanted` that `installed` (name -> installed) does not show installed."""
-    return [f"package {name} is not installed" for name in wanted if not installed.get(name)]
+def package_problems(wanted: Sequence[str], installed: Container[str]) -> list[str]:
+    """The packages of `wanted` that are not among the `installed` names."""
+    return [f"package {name} is not installed" for name in wanted if name not in installed]
 
 
 def key_problems(key_pem: bytes) -> tuple[list[str], Any]:
@@ -97,11 +97,10 @@ def key_problems(key_pem: bytes) -> tuple[list[str], Any]:
 
     The role makes an unencrypted ECDSA key on P-256; openssl_privatekey replaces any other.
     """
-
     try:
         key = load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError) as exc:
-        return [f"host.key cannot be loaded without a passphrase ({type(exc).__name__})"], None
+    except TypeError:
+        return ["host.key is encrypted (the role's key has no passphrase)"], None
     except Exception as exc:
         return [f"host.key cannot be loaded ({type(exc).__name__})"], None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
@@ -112,13 +111,11 @@ def key_problems(key_pem: bytes) -> tuple[list[str], Any]:
 
 
 def _public_der(public_key: Any) -> bytes:
-
     return public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def _general_name(san: str) -> Any:
     """`DNS:x` or `IP:y` as the CSR step writes it; ValueError for anything else."""
-
     kind, _, value = str(san).partition(":")
     if kind == "DNS" and value:
         return x509.DNSName(value)
@@ -128,8 +125,7 @@ def _general_name(san: str) -> Any:
 
 
 def _expected_extensions(subject_alt_names: Sequence[str]) -> dict:
-    """The extensions host.yml's CSR asks for, by OID (subject_alt_names in its order)."""
-
+    """The extensions chain.yml's CSR asks for, by OID (subject_alt_names in its order)."""
     values = [
         (x509.SubjectAlternativeName([_general_name(san) for san in subject_alt_names]), False),
         (x509.BasicConstraints(ca=False, path_length=None), True),
@@ -162,7 +158,6 @@ def _signed_by(certificate: Any, public_key: Any) -> bool:
 
     Any other scheme (RSA-PSS among them) counts as not verified: the chain then checks it.
     """
-
     signature, data = certificate.signature, certificate.tbs_certificate_bytes
     try:
         if isinstance(public_key, rsa.RSAPublicKey):
@@ -265,7 +260,6 @@ def certificate_problems(
 
 def _authority_key_identifier(ca: Any) -> Any:
     """The AKI the ownca provider writes: from the CA's SKI, else from its public key."""
-
     try:
         ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     except x509.ExtensionNotFound:

@@ -14,7 +14,7 @@ __all__ = ["lstat_summary"]
 
 def lstat_summary(path: str) -> dict | None:
     """None when nothing is there; else kind (`link`, `dir`, `file` or `other`), mode (the
-    permission bits), uid, gid and size, and for a link its target (the link's text)."""
+    permission bits), uid and gid, and for a link its target (the link's text)."""
     try:
         seen = os.lstat(path)
     except FileNotFoundError:
@@ -33,7 +33,6 @@ def lstat_summary(path: str) -> dict | None:
         "mode": stat.S_IMODE(mode),
         "uid": seen.st_uid,
         "gid": seen.st_gid,
-        "size": seen.st_size,
     }
     if kind == "link":
         summary["target"] = os.readlink(path)

@@ -108,46 +108,48 @@ from ansible_collections.localllm.fleet.plugins.module_utils.fleet_tls_state imp
     key_problems,
     package_problems,
 )
+from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_driver import (
+    PackageError,
+    installed_packages,
+)
 from ansible_collections.localllm.fleet.plugins.module_utils.path_state import lstat_summary
 
+# The query nvidia_driver's installed_packages reads (the driver role's
+# _nvidia_driver_installed_query), so that "installed" means the same in both roles.
+_DPKG_QUERY = ["-W", "-f", "${db:Status-Abbrev}\t${Package}\t${Version}\t${Architecture}\n"]
 
-def _read(path: str, seen: dict | None, problems: list[str], name: str) -> bytes | None:
-    """The file's bytes when it is a regular file of a sane size, else None (and a problem)."""
+
+def _read(path: str, seen: dict | None, name: str) -> tuple[bytes | None, list[str]]:
+    """A regular file's bytes (None when it is not one, with no problem: file_problems names
+    that) or the problem that kept it from being read."""
     if seen is None or seen["kind"] != "file":
-        return None
-    if seen["size"] > MAX_FILE_BYTES:
-        problems.append(f"{name} is larger than {MAX_FILE_BYTES} bytes")
-        return None
-    # Not through a link that replaced the file since it was looked at.
+        return None, []
+    # Not through a link that replaced the file since it was looked at, and not more than a
+    # fleet file can be.
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(descriptor, "rb") as handle:
             content = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        problems.append(f"{name} cannot be read ({exc.strerror})")
-        return None
+        return None, [f"{name} cannot be read ({exc.strerror})"]
     if len(content) > MAX_FILE_BYTES:
-        problems.append(f"{name} is larger than {MAX_FILE_BYTES} bytes")
-        return None
-    return content
+        return None, [f"{name} is larger than {MAX_FILE_BYTES} bytes"]
+    return content, []
 
 
-def _installed(module: AnsibleModule, names: list[str]) -> dict[str, bool] | None:
-    """name -> installed, from dpkg's status; None when dpkg-query is not there."""
+def _package_problems(module: AnsibleModule, names: list[str]) -> list[str]:
     if not names:
-        return {}
+        return []
     binary = module.get_bin_path("dpkg-query")
     if binary is None:
-        return None
+        return ["dpkg-query is not available to tell the packages apart"]
     # Exits 1 when a name is unknown to dpkg; the known ones are still printed.
-    _, out, _ = module.run_command(
-        [binary, "-W", "-f", "${db:Status-Abbrev}\t${Package}\n", *names]
-    )
-    installed = {}
-    for line in out.splitlines():
-        status, _, package = line.partition("\t")
-        installed[package.split(":")[0]] = len(status) > 1 and status[1] == "i"
-    return installed
+    _, out, _ = module.run_command([binary, *_DPKG_QUERY, *names])
+    try:
+        installed = installed_packages(out, "apt")
+    except PackageError as exc:
+        return [str(exc)]
+    return package_problems(names, installed)
 
 
 def main() -> None:
@@ -168,31 +170,21 @@ def main() -> None:
     problems: list[str] = []
     if params["force"]:
         problems.append("a renewal was asked for (fleet_tls_force_renew)")
-    installed = _installed(module, params["packages"])
-    if installed is None:
-        problems.append("dpkg-query is not available to tell the packages apart")
-    else:
-        problems += package_problems(params["packages"], installed)
+    problems += _package_problems(module, params["packages"])
 
-    seen = {
-        name: lstat_summary(os.path.join(directory, name))
-        for name in ("ca.pem", "host.key", "host.crt")
-    }
     problems += file_problems(directory, lstat_summary(directory), "dir", DIR_MODE)
-    problems += file_problems("ca.pem", seen["ca.pem"], "file", CERT_MODE)
-    problems += file_problems("host.key", seen["host.key"], "file", KEY_MODE)
-    problems += file_problems("host.crt", seen["host.crt"], "file", CERT_MODE)
-
-    ca_pem = params["ca_pem"]
+    read = {}
+    for name, mode in (("ca.pem", CERT_MODE), ("host.key", KEY_MODE), ("host.crt", CERT_MODE)):
+        path = os.path.join(directory, name)
+        seen = lstat_summary(path)
+        problems += file_problems(name, seen, "file", mode)
+        read[name], unreadable = _read(path, seen, name)
+        problems += unreadable
+    ca_pem, key_pem, cert_pem = params["ca_pem"], read["host.key"], read["host.crt"]
     if ca_pem is None:
         problems.append("no fleet CA certificate to compare with")
-    else:
-        ca_file = _read(os.path.join(directory, "ca.pem"), seen["ca.pem"], problems, "ca.pem")
-        if ca_file is not None and ca_file != (ca_pem + "\n").encode():
-            problems.append("ca.pem is not the fleet CA certificate")
-
-    key_pem = _read(os.path.join(directory, "host.key"), seen["host.key"], problems, "host.key")
-    cert_pem = _read(os.path.join(directory, "host.crt"), seen["host.crt"], problems, "host.crt")
+    elif read["ca.pem"] is not None and read["ca.pem"] != (ca_pem + "\n").encode():
+        problems.append("ca.pem is not the fleet CA certificate")
     if key_pem is not None or cert_pem is not None:
         if not HAS_CRYPTOGRAPHY:
             problems.append("python3-cryptography cannot be imported")

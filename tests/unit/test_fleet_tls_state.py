@@ -346,13 +346,11 @@ def test_an_encrypted_or_damaged_key_is_not_settled(pki):
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(b"a passphrase"),
     )
-    for content in (
-        encrypted,
-        b"",
-        b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
-    ):
+    found, key = state.key_problems(encrypted)
+    assert (found, key) == (["host.key is encrypted (the role's key has no passphrase)"], None)
+    for content in (b"", b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"):
         found, key = state.key_problems(content)
-        assert key is None and found[0].startswith("host.key cannot be loaded"), content
+        assert key is None and found == ["host.key cannot be loaded (ValueError)"], content
 
 
 # -- files and packages -------------------------------------------------------------------
@@ -392,6 +390,7 @@ def test_lstat_summary_does_not_follow_links(tmp_path):
     from ansible_collections.localllm.fleet.plugins.module_utils.path_state import lstat_summary
 
     (tmp_path / "f").write_text("abc")
+    (tmp_path / "f").chmod(0o644)
     (tmp_path / "l").symlink_to("f")
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(tmp_path / "s"))
@@ -399,7 +398,7 @@ def test_lstat_summary_does_not_follow_links(tmp_path):
         kinds = {name: lstat_summary(str(tmp_path / name)) for name in ("f", "l", "s", "absent")}
     finally:
         listener.close()
-    assert kinds["f"]["kind"] == "file" and kinds["f"]["size"] == 3
+    assert kinds["f"] == {"kind": "file", "mode": 0o644, "uid": os.getuid(), "gid": os.getgid()}
     assert kinds["l"]["kind"] == "link" and kinds["l"]["target"] == "f"
     assert kinds["s"]["kind"] == "other"
     assert kinds["absent"] is None
@@ -407,7 +406,7 @@ def test_lstat_summary_does_not_follow_links(tmp_path):
 
 
 def test_package_problems():
-    assert state.package_problems(["a", "b", "c"], {"a": True, "b": False}) == [
+    assert state.package_problems(["a", "b", "c"], {"a"}) == [
         "package b is not installed",
         "package c is not installed",
     ]
@@ -505,19 +504,25 @@ def _fake_dpkg_query(tmp_path, monkeypatch, out: str, rc: int) -> None:
 
 def test_the_module_reads_the_packages_from_dpkg(host_dir, pki, tmp_path, monkeypatch):
     # dpkg-query exits 1 when it knows a name not at all; what it printed still counts.
+    # Installed as the driver role counts it (nvidia_driver.installed_packages): any state
+    # but not-installed and config-files, a half-configured package too.
     _fake_dpkg_query(
         tmp_path,
         monkeypatch,
-        "ii \tpython3-cryptography\nrc \topenssl\nii \tlibssl3:amd64",
+        "ii \tpython3-cryptography\t38.0.4-3\tamd64\nrc \topenssl\t3.0.11\tamd64\n"
+        "iF \tlibssl3\t3.0.11\tamd64",
         1,
     )
-    result = run(
-        "fleet_tls_state",
-        module_args(
-            host_dir, pki[1], packages=["python3-cryptography", "openssl", "libssl3", "absent"]
-        ),
-    )
+    wanted = ["python3-cryptography", "openssl", "libssl3", "absent"]
+    result = run("fleet_tls_state", module_args(host_dir, pki[1], packages=wanted))
     assert result["problems"] == [
         "package openssl is not installed",
         "package absent is not installed",
     ]
+
+
+def test_a_dpkg_listing_of_another_shape_is_a_problem(host_dir, pki, tmp_path, monkeypatch):
+    _fake_dpkg_query(tmp_path, monkeypatch, "ii \tpython3-cryptography", 0)
+    result = run("fleet_tls_state", module_args(host_dir, pki[1], packages=["x"]))
+    assert result["settled"] is False
+    assert result["problems"][0].startswith("line 1 of the installed-package list"), result
