@@ -60,6 +60,10 @@ class CallbackModule(CallbackBase):
     CALLBACK_NAME = "localllm.fleet.preload"
     CALLBACK_NEEDS_ENABLED = True
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._roles_seen: set[int] = set()
+
     def v2_playbook_on_start(self, playbook):
         preload()
         if self._template_code_cache_wanted():
@@ -87,9 +91,36 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._take_in()
+        self._precompile(task)
 
     def v2_playbook_on_handler_task_start(self, task):
         self._take_in()
+        self._precompile(task)
+
+    def _precompile(self, task) -> None:
+        """Compile the task's own templates and conditions (and, at a role's first task, the
+        role's defaults and variables) before its workers are forked: the workers of one task
+        start together, so each would compile what none of them has sent yet."""
+        cache = template_code.installed()
+        if cache is None:
+            return
+        try:
+            templates = [*template_code.template_texts(task.args)]
+            templates += template_code.template_texts(task.loop)
+            templates += template_code.template_texts(task.vars)
+            expressions: list[str] = []
+            for keyword in (task.when, task.failed_when, task.changed_when, task.until):
+                expressions += template_code.conditions(keyword)
+            if task.action in ("ansible.builtin.assert", "assert", "ansible.legacy.assert"):
+                expressions += template_code.conditions((task.args or {}).get("that", []))
+            role = getattr(task, "_role", None)
+            if role is not None and id(role) not in self._roles_seen:
+                self._roles_seen.add(id(role))
+                templates += template_code.template_texts(role.get_default_vars())
+                templates += template_code.template_texts(role.get_vars(include_params=False))
+            cache.precompile(templates, expressions)
+        except Exception as exc:
+            display.vvv(f"localllm.fleet.preload: template code cache: not precompiled ({exc!r})")
 
     def v2_playbook_on_stats(self, stats):
         cache = template_code.installed()

@@ -36,7 +36,7 @@ import os
 import select
 import struct
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 # The environment settings Jinja's own lexer cache keys on (jinja2.lexer.get_lexer), the
@@ -162,6 +162,8 @@ class CodeCache:
         with contextlib.suppress(OSError):
             fcntl.fcntl(self._write_fd, _F_SETPIPE_SZ, _PIPE_SIZE)
         self._pending = b""
+        # Set by `install`: compiles texts in the main process (a no-op until then).
+        self.precompile: Callable[[list[str], list[str]], int] = lambda templates, expressions: 0
 
     def close(self) -> None:
         for fd in (self._read_fd, self._write_fd):
@@ -208,6 +210,44 @@ class CodeCache:
         for key, code in records:
             self._keep(key, code)
         return len(records)
+
+
+# What makes ansible-core hand a string to Jinja as a template (is_possibly_template).
+_DELIMITERS = ("{{", "{%", "{#")
+# Bounds on what one task's walk compiles in the main process: strings longer than this and
+# values nested deeper are left to the workers.
+MAX_TEXT = 1 << 16
+MAX_DEPTH = 20
+
+
+def template_texts(value: Any, depth: int = 0) -> Iterator[str]:
+    """The strings in `value` (nested dicts and lists, as a play was loaded) that ansible-core
+    would compile as templates. Reads the containers' stored items (``dict.values``,
+    ``list.__iter__``), so that a container that templates on access is not rendered."""
+    if depth > MAX_DEPTH:
+        return
+    if isinstance(value, str):
+        if len(value) <= MAX_TEXT and any(mark in value for mark in _DELIMITERS):
+            yield value
+    elif isinstance(value, dict):
+        for item in dict.values(value):
+            yield from template_texts(item, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in list.__iter__(value) if isinstance(value, list) else tuple.__iter__(value):
+            yield from template_texts(item, depth + 1)
+
+
+def conditions(value: Any) -> Iterator[str]:
+    """The expressions of a conditional keyword (`when`, `failed_when`, `changed_when`,
+    `until`, an assert's `that`), as ansible-core compiles them: stripped, and only those that
+    are not a whole template (those are rendered as a template first)."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, str) and (text := item.strip()) and len(text) <= MAX_TEXT:
+            if not (text.startswith("{{") and text.endswith("}}")):
+                yield text
+            else:
+                yield from template_texts(text)
 
 
 def cached_compile(
@@ -304,6 +344,35 @@ def install() -> tuple[CodeCache | None, str]:
         "localllm_fleet_expression_source", default=None
     )
     cache = CodeCache()
+    environment = AnsibleEnvironment()
+    seen: set[tuple[str, str]] = set()
+
+    def precompile(templates: list[str], expressions: list[str]) -> int:
+        """Compile, in this (the main) process, texts a task's workers are about to compile,
+        the way ansible-core compiles them (templates with backslash escaping, conditions
+        without), so that the workers forked next inherit them. What fails to compile is left
+        to the worker, which raises the error as usual. Returns how many were new."""
+        new = 0
+        for kind, texts, escape in (
+            ("template", templates, True),
+            ("expression", expressions, False),
+        ):
+            with _TemplateCompileContext(escape_backslashes=escape):
+                for text in texts:
+                    if (kind, text) in seen or text.startswith("#jinja2:"):
+                        continue
+                    seen.add((kind, text))
+                    new += 1
+                    try:
+                        if kind == "template":
+                            environment.from_string(text)
+                        else:
+                            environment.compile_expression(text)
+                    except Exception:  # noqa: S112 - the worker meets it and raises it
+                        continue
+        return new
+
+    cache.precompile = precompile
     AnsibleEnvironment.compile = cached_compile(
         cache, AnsibleEnvironment.compile, escape_backslashes, expression_source
     )

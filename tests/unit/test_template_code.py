@@ -395,3 +395,104 @@ def test_it_can_be_turned_off(tmp_path):
         tmp_path, _PLAYS, "-vvv", env={"LOCALLLM_FLEET_TEMPLATE_CODE_CACHE": "false"}
     )
     assert not off.failed and "template code cache" not in off.out
+
+
+# --- what the main process compiles before a task's workers are forked --------------------
+
+
+def test_template_texts_finds_the_templates_in_nested_values_only():
+    value = {
+        "plain": "no template",
+        "t": "{{ a }}",
+        "nested": [{"s": "{% if x %}y{% endif %}"}, ("{# c #}", 3, None, True)],
+        "number": 5,
+    }
+    assert list(tc.template_texts(value)) == ["{{ a }}", "{% if x %}y{% endif %}", "{# c #}"]
+
+
+def test_template_texts_does_not_render_a_container_that_templates_on_access():
+    class Lazy(dict):
+        def __getitem__(self, key):
+            raise AssertionError("rendered")
+
+        def values(self):
+            raise AssertionError("rendered")
+
+        def items(self):
+            raise AssertionError("rendered")
+
+    class LazyList(list):
+        def __getitem__(self, index):
+            raise AssertionError("rendered")
+
+        def __iter__(self):
+            raise AssertionError("rendered")
+
+    value = Lazy(x="{{ a }}", y=LazyList(["{{ b }}"]))
+    assert list(tc.template_texts(value)) == ["{{ a }}", "{{ b }}"]
+
+
+def test_template_texts_has_bounds():
+    deep: list = ["{{ a }}"]
+    for _ in range(tc.MAX_DEPTH + 5):
+        deep = [deep]
+    assert list(tc.template_texts(deep)) == []
+    assert list(tc.template_texts("{{ a }}" + " " * tc.MAX_TEXT)) == []
+
+
+def test_conditions_are_taken_as_ansible_core_compiles_them():
+    assert list(tc.conditions([" a > 1 ", "", True, None, "{{ expr_var }}", "b"])) == [
+        "a > 1",
+        "{{ expr_var }}",  # a whole template: rendered as one first
+        "b",
+    ]
+    assert list(tc.conditions("x is defined")) == ["x is defined"]
+
+
+_PRECOMPILE = r"""
+import json, sys
+from ansible.plugins.loader import init_plugin_loader
+init_plugin_loader([sys.argv[1]])
+from ansible.template import Templar, trust_as_template
+from ansible.parsing.dataloader import DataLoader
+from ansible_collections.localllm.fleet.plugins.plugin_utils import template_code
+cache, what = template_code.install()
+assert what == "installed", what
+new = cache.precompile(
+    ["{{ a + 1 }}", "{{ 'a\\1' }}", "{{ a +* }}", "#jinja2:variable_start_string:'[['\n[[ a ]]"],
+    ["a > 2", "b == 'x'", "a +* 1"],
+)
+again = cache.precompile(["{{ a + 1 }}"], ["a > 2"])
+templar = Templar(loader=DataLoader(), variables={"a": 3, "b": "x"})
+before = len(cache.entries)
+results = [
+    templar.template(trust_as_template("{{ a + 1 }}")),
+    templar.template(trust_as_template("{{ 'a\\1' }}")),
+    templar.evaluate_conditional(trust_as_template("a > 2")),
+    templar.evaluate_conditional(trust_as_template(" b == 'x' ")),
+]
+out = {"new": new, "again": again, "kept_before": before, "kept_after": len(cache.entries)}
+out.update(compiled=cache.compiled, results=[repr(r) for r in results])
+print(json.dumps(out))
+"""
+
+
+def test_precompiled_texts_are_what_the_renders_use():
+    ran = subprocess.run(
+        [sys.executable, "-c", _PRECOMPILE, str(REPO / "collections")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
+        cwd=REPO,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    out = json.loads(ran.stdout.strip().splitlines()[-1])
+    # Six texts new (the one with an override header is left to the worker), none again.
+    assert out["new"] == 6 and out["again"] == 0
+    # The four that compile were kept (the two syntax errors were not) ...
+    assert out["kept_before"] == 4
+    # ... and the renders compiled nothing more: they used exactly those.
+    assert out["kept_after"] == 4 and out["compiled"] == 4
+    assert out["results"] == [repr(4), repr("a\\1"), repr(True), repr(True)]
