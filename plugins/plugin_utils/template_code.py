@@ -11,11 +11,14 @@ defaults and conditions, again in every worker, about 40 % of the workers' CPU t
 This keeps the code objects Jinja compiles (what ``Environment.compile`` returns: it holds no
 reference to the environment or the variables) under a digest of everything the compile
 depends on: the source, whether it is an expression, the environment's class, code
-generator, lexer settings and extensions, and ansible-core's backslash escaping at the time.
+generator, sandbox, lexer settings and extensions, and ansible-core's backslash escaping at
+the time.
 A worker that compiled something new sends it to the main process through a pipe; the main
 process takes in what arrived before each task starts, so that every worker forked afterwards
-inherits it and compiles nothing it has seen. Nothing is written to disk (template sources
-can hold decrypted values), and nothing outlives the run.
+inherits it and compiles nothing it has seen. The main process also compiles a task's own
+templates and conditions before the task's workers are forked (they start together, so each
+would otherwise compile what none of them has sent yet): `precompile`. Nothing is written to
+disk (template sources can hold decrypted values), and nothing outlives the run.
 
 What keeps it correct: a code object is used only for the exact key it was compiled under;
 a compile that fails is not kept, so the same error is raised the same way; the templates
@@ -94,6 +97,9 @@ def environment_fingerprint(env: Any) -> tuple | None:
             bool(env.autoescape),
             bool(env.optimized),
             bool(env.is_async),
+            bool(getattr(env, "sandboxed", False)),
+            tuple(sorted(getattr(env, "intercepted_binops", ()))),
+            tuple(sorted(getattr(env, "intercepted_unops", ()))),
             tuple(sorted(env.extensions)),
             tuple(getattr(env, setting) for setting in LEXER_SETTINGS),
         )
