@@ -23,8 +23,8 @@ description:
     the main process compiles a task's own templates and conditions (and a role's defaults at
     its first task) before the task's workers are forked. So the workers compile almost
     nothing (on the lab fleet's no-op, 235 compiles instead of 9,430). Nothing is written to
-    disk. Only with the
-    ansible-core releases it was tested with (2.19); otherwise it stays off."
+    disk. Only with the ansible-core releases it was tested with (2.19); otherwise it stays
+    off."
   - It changes no output and no result; it only needs enabling (the project's ansible.cfg
     does).
 requirements:
@@ -75,11 +75,8 @@ class CallbackModule(CallbackBase):
     def _template_code_cache_wanted(self) -> bool:
         try:
             return bool(self.get_option("template_code_cache"))
-        except (
-            KeyError,
-            AttributeError,
-        ):  # options not loaded (the callback built by hand): the default
-            return True
+        except (KeyError, AttributeError):
+            return True  # options not loaded (the callback built by hand): the default
 
     def _take_in(self) -> None:
         cache = template_code.installed()

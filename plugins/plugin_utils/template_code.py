@@ -205,9 +205,7 @@ class CodeCache:
         while True:
             try:
                 chunk = os.read(self._read_fd, 1 << 16)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
+            except OSError:  # nothing more to read now (EAGAIN), or the pipe is gone
                 break
             if not chunk:
                 break
