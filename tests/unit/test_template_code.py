@@ -273,9 +273,11 @@ print(json.dumps({"results": results, "compiles": compiles}))
 """
 
 
-def _battery(cache: str) -> dict:
+def _run_script(script: str, *args: str) -> dict:
+    """`script` in a fresh interpreter with the project's ansible.cfg (argv[1]: the
+    collections path); the JSON on its last line of output."""
     ran = subprocess.run(
-        [sys.executable, "-c", _BATTERY, str(REPO / "collections"), cache],
+        [sys.executable, "-c", script, str(REPO / "collections"), *args],
         capture_output=True,
         text=True,
         check=False,
@@ -285,6 +287,10 @@ def _battery(cache: str) -> dict:
     )
     assert ran.returncode == 0, ran.stderr[-3000:]
     return json.loads(ran.stdout.strip().splitlines()[-1])
+
+
+def _battery(cache: str) -> dict:
+    return _run_script(_BATTERY, cache)
 
 
 def test_renders_are_the_same_with_the_cache_and_it_is_used():
@@ -478,17 +484,7 @@ print(json.dumps(out))
 
 
 def test_precompiled_texts_are_what_the_renders_use():
-    ran = subprocess.run(
-        [sys.executable, "-c", _PRECOMPILE, str(REPO / "collections")],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
-        cwd=REPO,
-        timeout=120,
-    )
-    assert ran.returncode == 0, ran.stderr[-3000:]
-    out = json.loads(ran.stdout.strip().splitlines()[-1])
+    out = _run_script(_PRECOMPILE)
     # Six texts new (the one with an override header is left to the worker), none again.
     assert out["new"] == 6 and out["again"] == 0
     # The four that compile were kept (the two syntax errors were not) ...
