@@ -505,6 +505,20 @@ class PackageError(ValueError):
 # not package_facts: facts live in the fact cache, and Ansible decodes a host's whole entry
 # there again for each of its later tasks (a server's package list is hundreds of KB).
 
+# The query for each package family, one line a package and architecture, tab-separated
+# fields (dpkg-query and rpm expand the \t and \n themselves), that installed_packages
+# parses. The driver role runs it (its _nvidia_driver_installed_query must equal this: a test
+# checks it) and so does fleet_tls_state, so that "installed" means the same everywhere.
+INSTALLED_QUERY = {
+    "apt": [
+        "dpkg-query",
+        "-W",
+        "-f",
+        r"${db:Status-Abbrev}\t${Package}\t${Version}\t${Architecture}\n",
+    ],
+    "dnf": ["rpm", "-qa", "--qf", r"%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\n"],
+}
+
 # dpkg's second status letter (dpkg-query(1)): not-installed and config-files are not
 # installed; every other state (installed, unpacked, half-configured, half-installed,
 # triggers-awaited, triggers-pending) has files of that version on the host.
@@ -512,7 +526,7 @@ _DPKG_NOT_INSTALLED = ("n", "c")
 
 
 def installed_packages(listing: str, family: str) -> dict[str, list[dict[str, Any]]]:
-    """The output of the role's _nvidia_driver_installed_query[family] -> {name: [{version,
+    """The output of INSTALLED_QUERY[family] -> {name: [{version,
     arch, ...}]}, the shape package_facts reports (a name may be installed for several
     architectures). apt: the version is dpkg's whole version (epoch:upstream-revision), as
     package_facts gives it; dnf: version, release and epoch (None without one) apart, as

@@ -109,14 +109,11 @@ from ansible_collections.localllm.fleet.plugins.module_utils.fleet_tls_state imp
     package_problems,
 )
 from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_driver import (
+    INSTALLED_QUERY,
     PackageError,
     installed_packages,
 )
 from ansible_collections.localllm.fleet.plugins.module_utils.path_state import lstat_summary
-
-# The query nvidia_driver's installed_packages reads (the driver role's
-# _nvidia_driver_installed_query), so that "installed" means the same in both roles.
-_DPKG_QUERY = ["-W", "-f", "${db:Status-Abbrev}\t${Package}\t${Version}\t${Architecture}\n"]
 
 
 def _read(path: str, seen: dict | None, name: str) -> tuple[bytes | None, list[str]]:
@@ -144,7 +141,8 @@ def _package_problems(module: AnsibleModule, names: list[str]) -> list[str]:
     if binary is None:
         return ["dpkg-query is not available to tell the packages apart"]
     # Exits 1 when a name is unknown to dpkg; the known ones are still printed.
-    _, out, _ = module.run_command([binary, *_DPKG_QUERY, *names])
+    # The driver role's query, so that "installed" means the same in both roles.
+    _, out, _ = module.run_command([binary, *INSTALLED_QUERY["apt"][1:], *names])
     try:
         installed = installed_packages(out, "apt")
     except PackageError as exc:

@@ -15,6 +15,7 @@ import yaml
 from test_nvidia_driver_packages import CUDA_DEBIAN, KERNEL, MADISON_DEBIAN
 
 from ansible_collections.localllm.fleet.plugins.module_utils.nvidia_driver import (
+    INSTALLED_QUERY,
     PackageError,
     installed_packages,
     package_plan,
@@ -25,6 +26,11 @@ ROOT = Path(__file__).resolve().parents[2]
 QUERY = yaml.safe_load((ROOT / "roles/nvidia_driver/vars/main.yml").read_text())[
     "_nvidia_driver_installed_query"
 ]
+
+
+def test_the_role_runs_the_query_the_parser_is_written_for():
+    # fleet_tls_state runs INSTALLED_QUERY itself: the role's copy must not drift from it.
+    assert QUERY == INSTALLED_QUERY
 
 
 def test_the_roles_dpkg_query_on_this_debian_machine_parses_and_agrees_with_dpkg():
