@@ -100,8 +100,7 @@ class CallbackModule(CallbackBase):
         """Compile the task's own templates and conditions (and, at a role's first task, the
         role's defaults and variables) before its workers are forked: the workers of one task
         start together, so each would compile what none of them has sent yet."""
-        cache = template_code.installed()
-        if cache is None:
+        if template_code.installed() is None:
             return
         try:
             templates = [*template_code.template_texts(task.args)]
@@ -117,7 +116,7 @@ class CallbackModule(CallbackBase):
                 self._roles_seen.add(id(role))
                 templates += template_code.template_texts(role.get_default_vars())
                 templates += template_code.template_texts(role.get_vars(include_params=False))
-            cache.precompile(templates, expressions)
+            template_code.precompile(templates, expressions)
         except Exception as exc:
             display.vvv(f"localllm.fleet.preload: template code cache: not precompiled ({exc!r})")
 

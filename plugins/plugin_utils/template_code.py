@@ -160,7 +160,6 @@ class CodeCache:
         self.entries: dict[bytes, types.CodeType] = {}
         self.max_entries = max_entries
         self.compiled = 0  # compiles this process made through the cache (misses)
-        self.sent = 0
         self._read_fd, self._write_fd = os.pipe()  # close-on-exec: only forks inherit them
         for fd in (self._read_fd, self._write_fd):
             os.set_blocking(fd, False)
@@ -168,8 +167,6 @@ class CodeCache:
         with contextlib.suppress(OSError):
             fcntl.fcntl(self._write_fd, _F_SETPIPE_SZ, _PIPE_SIZE)
         self._pending = b""
-        # Set by `install`: compiles texts in the main process (a no-op until then).
-        self.precompile: Callable[[list[str], list[str]], int] = lambda templates, expressions: 0
 
     def close(self) -> None:
         for fd in (self._read_fd, self._write_fd):
@@ -186,11 +183,9 @@ class CodeCache:
         if os.getpid() != self.owner:
             record = encode_record(key, code)
             if record is not None:
-                try:
+                # Pipe full (or gone): this one stays the worker's.
+                with contextlib.suppress(OSError):
                     os.write(self._write_fd, record)
-                    self.sent += 1
-                except OSError:
-                    pass  # pipe full (or gone): this one stays the worker's
 
     def _keep(self, key: bytes, code: types.CodeType) -> None:
         if key in self.entries or len(self.entries) < self.max_entries:
@@ -312,12 +307,24 @@ def noting_expression(
     return compile_expression
 
 
-_INSTALLED: dict[str, CodeCache] = {}
+# The cache of this run and its `precompile`, once `install` has run (in this process or
+# before the fork).
+_INSTALLED: dict[str, Any] = {}
 
 
 def installed() -> CodeCache | None:
     """The cache of this run, once `install` has run (in this process or before the fork)."""
     return _INSTALLED.get("cache")
+
+
+def precompile(templates: list[str], expressions: list[str]) -> int:
+    """Compile, in the main process, texts a task's workers are about to compile, the way
+    ansible-core compiles them (templates with backslash escaping, conditions without), so
+    that the workers forked next inherit them. What fails to compile is left to the worker,
+    which raises the error as usual. Returns how many texts were new (0 when the cache is not
+    installed)."""
+    compile_texts = _INSTALLED.get("precompile")
+    return compile_texts(templates, expressions) if compile_texts is not None else 0
 
 
 def install() -> tuple[CodeCache | None, str]:
@@ -351,11 +358,7 @@ def install() -> tuple[CodeCache | None, str]:
     environment = AnsibleEnvironment()
     seen: set[tuple[str, str]] = set()
 
-    def precompile(templates: list[str], expressions: list[str]) -> int:
-        """Compile, in this (the main) process, texts a task's workers are about to compile,
-        the way ansible-core compiles them (templates with backslash escaping, conditions
-        without), so that the workers forked next inherit them. What fails to compile is left
-        to the worker, which raises the error as usual. Returns how many were new."""
+    def compile_texts(templates: list[str], expressions: list[str]) -> int:  # see precompile
         new = 0
         for kind, texts, escape in (
             ("template", templates, True),
@@ -376,12 +379,11 @@ def install() -> tuple[CodeCache | None, str]:
                         continue
         return new
 
-    cache.precompile = precompile
     AnsibleEnvironment.compile = cached_compile(
         cache, AnsibleEnvironment.compile, escape_backslashes, expression_source
     )
     AnsibleEnvironment.compile_expression = noting_expression(
         AnsibleEnvironment.compile_expression, expression_source
     )
-    _INSTALLED["cache"] = cache
+    _INSTALLED.update(cache=cache, precompile=compile_texts)
     return cache, "installed"
